@@ -1,0 +1,404 @@
+//! `Actor`: one awake actor, its own wasmtime Store and guest instance with
+//! an open SQLite connection, and the SQL API over it.
+//!
+//! Calls take `&mut self`: one call at a time inside an actor, while different
+//! actors run in parallel on any tokio runtime. `sleep` and `destroy` take the
+//! actor by value and drop its Store, so its linear memory goes back to the
+//! OS the moment they return.
+
+use libsqlite3_sys as ffi;
+use wasmtime::Store;
+
+use crate::actor_id::ActorId;
+use crate::error::Error;
+use crate::guest::abi::BAD_PARAMS;
+use crate::guest::exports::{GuestApi, Prepared};
+use crate::host::AwakeGuard;
+use crate::migrations::Migrations;
+use crate::sql::cache::StatementCache;
+use crate::sql::params::Params;
+use crate::sql::row::{Row, Rows, decode_names, decode_row};
+use crate::sql::transaction::Transaction;
+use crate::state::ActorState;
+
+/// An awake actor.
+pub struct Actor {
+    id: ActorId,
+    store: Store<ActorState>,
+    api: GuestApi,
+    /// The guest's `sqlite3*`.
+    db: i32,
+    cache: StatementCache,
+    /// Set when a failure left the instance untrustworthy.
+    poisoned: Option<String>,
+    /// A dropped `Transaction` asked for a rollback before the next call.
+    rollback_pending: bool,
+    _awake: AwakeGuard,
+}
+
+impl std::fmt::Debug for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor").field("id", &self.id).field("poisoned", &self.poisoned).finish_non_exhaustive()
+    }
+}
+
+/// What a finished statement reports.
+struct Outcome {
+    changes: u64,
+}
+
+impl Actor {
+    pub(crate) fn new(id: ActorId, store: Store<ActorState>, api: GuestApi, db: i32, awake: AwakeGuard) -> Actor {
+        Actor { id, store, api, db, cache: StatementCache::default(), poisoned: None, rollback_pending: false, _awake: awake }
+    }
+
+    /// The actor's id.
+    pub fn id(&self) -> &ActorId {
+        &self.id
+    }
+
+    /// Runs one statement and returns the number of rows it changed. Rows it
+    /// returns, if any, are stepped through and dropped.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn f(actor: &mut wasqlite::Actor) -> Result<(), wasqlite::Error> {
+    /// use wasqlite::{named_params, params};
+    /// actor.execute("INSERT INTO users(name, age) VALUES (?1, ?2)", params!["ada", 36]).await?;
+    /// actor.execute("UPDATE users SET age = :age WHERE name = :name", named_params! { ":age": 37, ":name": "ada" }).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sqlite`] with SQLite's extended code and message,
+    /// [`Error::MultipleStatements`], parameter errors, or
+    /// [`Error::Poisoned`].
+    pub async fn execute(&mut self, sql: &str, params: impl Into<Params>) -> Result<u64, Error> {
+        let params = params.into();
+        self.call(async |actor| actor.run_cached(sql, &params, None).await.map(|o| o.changes)).await
+    }
+
+    /// Runs a query and returns every row.
+    ///
+    /// # Errors
+    ///
+    /// As [`Actor::execute`].
+    pub async fn query(&mut self, sql: &str, params: impl Into<Params>) -> Result<Rows, Error> {
+        let params = params.into();
+        self.call(async |actor| {
+            let mut rows = None;
+            actor.run_cached(sql, &params, Some(&mut rows)).await?;
+            Ok(rows.unwrap_or_default())
+        })
+        .await
+    }
+
+    /// The first row of a query.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoRows`] when there is none, or as [`Actor::execute`].
+    pub async fn query_row(&mut self, sql: &str, params: impl Into<Params>) -> Result<Row, Error> {
+        self.query(sql, params).await?.into_iter().next().ok_or(Error::NoRows)
+    }
+
+    /// Runs every statement in `sql`, in order, without parameters. Stops at
+    /// the first error; statements before it keep their effect unless they
+    /// are inside a transaction that the caller rolls back.
+    ///
+    /// # Errors
+    ///
+    /// As [`Actor::execute`].
+    pub async fn execute_batch(&mut self, sql: &str) -> Result<(), Error> {
+        self.call(async |actor| actor.run_batch(sql).await).await
+    }
+
+    /// Begins a transaction. Dropping the guard without committing rolls back.
+    ///
+    /// # Errors
+    ///
+    /// As [`Actor::execute`] (for instance, a transaction is already open).
+    pub async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
+        self.execute_batch("BEGIN").await?;
+        Ok(Transaction::new(self))
+    }
+
+    /// The rowid of the most recent successful INSERT.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] or a guest failure.
+    pub async fn last_insert_rowid(&mut self) -> Result<i64, Error> {
+        self.call(async |actor| actor.api.last_insert_rowid(&mut actor.store, actor.db).await).await
+    }
+
+    /// Whether the connection is outside any explicit transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] or a guest failure.
+    pub async fn is_autocommit(&mut self) -> Result<bool, Error> {
+        self.call(async |actor| actor.api.autocommit(&mut actor.store, actor.db).await).await
+    }
+
+    /// Bytes of linear memory this actor's instance holds.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().memory.map_or(0, |m| m.data_size(&self.store))
+    }
+
+    /// Closes the database and drops the instance. Its linear memory is
+    /// returned to the OS before this returns.
+    ///
+    /// # Errors
+    ///
+    /// The error from closing, if any; the instance is dropped regardless.
+    pub async fn sleep(mut self) -> Result<(), Error> {
+        if self.poisoned.is_some() {
+            return Ok(());
+        }
+        let result = self.close().await;
+        drop(self);
+        result
+    }
+
+    /// Sleeps the actor and deletes all of its keys.
+    ///
+    /// # Errors
+    ///
+    /// The KV's error from deleting; a failure to close first is ignored,
+    /// since the data is going away.
+    pub async fn destroy(mut self) -> Result<(), Error> {
+        if self.poisoned.is_none() {
+            let _ = self.close().await;
+        }
+        let kv = self.store.data().files.kv().clone();
+        let id = self.id.clone();
+        // Drop the instance (and with it the awake mark) only after the
+        // delete, so that no wake can race in between.
+        let result = kv.delete_actor(&id).await;
+        drop(self);
+        Ok(result?)
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        for stmt in self.cache.drain() {
+            self.api.finalize(&mut self.store, stmt.stmt).await?;
+        }
+        let rc = self.api.close(&mut self.store, self.db).await?;
+        let flushed = self.store.data_mut().files.flush_all().await;
+        if rc != ffi::SQLITE_OK || flushed != ffi::SQLITE_OK {
+            let kv = self.store.data_mut().files.take_last_error();
+            let code = if rc != ffi::SQLITE_OK { rc } else { flushed };
+            return Err(Error::Sqlite { code, message: "closing the database failed".into(), kv });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn schedule_rollback(&mut self) {
+        self.rollback_pending = true;
+    }
+
+    /// Rolls back an open transaction, if there is one; errors are moot.
+    pub(crate) async fn rollback_if_open(&mut self) {
+        if let Ok(false) = self.api.autocommit(&mut self.store, self.db).await {
+            let _ = self.run_batch("ROLLBACK").await;
+        }
+    }
+
+    /// Runs one API call: refuses a poisoned actor, settles a pending
+    /// rollback, and afterwards makes sure nothing written stays only in
+    /// host memory.
+    async fn call<R>(&mut self, f: impl AsyncFnOnce(&mut Actor) -> Result<R, Error>) -> Result<R, Error> {
+        if let Some(reason) = &self.poisoned {
+            return Err(Error::Poisoned { id: self.id.clone(), reason: reason.clone() });
+        }
+        self.store.data_mut().files.take_last_error();
+        if self.rollback_pending {
+            self.rollback_pending = false;
+            self.rollback_if_open().await;
+        }
+        let result = f(self).await;
+        if let Err(Error::Guest { context, message }) = &result {
+            self.poisoned = Some(format!("guest failure while {context}: {message}"));
+        }
+        // With synchronous=OFF SQLite never syncs; flush here so that a
+        // statement that returned has reached the KV.
+        if self.poisoned.is_none() && self.store.data().files.has_unflushed() {
+            let rc = self.store.data_mut().files.flush_all().await;
+            if rc != ffi::SQLITE_OK {
+                let kv = self.store.data_mut().files.take_last_error();
+                let reason = format!("writing to the KV after a statement failed: {}", kv.clone().unwrap_or_default());
+                self.poisoned = Some(reason);
+                return Err(Error::Sqlite { code: rc, message: "disk I/O error".into(), kv });
+            }
+        }
+        result
+    }
+
+    async fn sqlite_error(&mut self, rc: i32) -> Error {
+        let code = self.api.errcode(&mut self.store, self.db).await.unwrap_or(rc);
+        let message = self.api.errmsg(&mut self.store, self.db).await.unwrap_or_else(|e| e.to_string());
+        let kv = self.store.data_mut().files.take_last_error();
+        Error::Sqlite { code, message, kv }
+    }
+
+    /// Prepares the first statement of `sql`, which must be the only one.
+    async fn prepare_single(&mut self, sql: &str) -> Result<Prepared, Error> {
+        let ptr = self.api.stage(&mut self.store, sql.as_bytes()).await?;
+        let (rc, prepared) = self.api.prepare(&mut self.store, self.db, ptr, sql.len()).await?;
+        if rc != ffi::SQLITE_OK {
+            return Err(self.sqlite_error(rc).await);
+        }
+        if prepared.stmt == 0 {
+            return Err(Error::Sqlite { code: ffi::SQLITE_MISUSE, message: "the SQL text holds no statement".into(), kv: None });
+        }
+        let rest = sql.get(prepared.tail..).unwrap_or("");
+        if !rest.trim_matches(|c: char| c.is_whitespace() || c == ';').is_empty() {
+            // Comments alone are fine; anything SQLite would run is not.
+            let offset = ptr + prepared.tail as i32;
+            let (_, next) = self.api.prepare(&mut self.store, self.db, offset, rest.len()).await?;
+            if next.stmt != 0 {
+                self.api.finalize(&mut self.store, next.stmt).await?;
+                self.api.finalize(&mut self.store, prepared.stmt).await?;
+                return Err(Error::MultipleStatements);
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Runs `sql` through the statement cache, collecting rows into `rows`
+    /// when asked.
+    async fn run_cached(&mut self, sql: &str, params: &Params, rows: Option<&mut Option<Rows>>) -> Result<Outcome, Error> {
+        let stmt = match self.cache.take(sql) {
+            Some(stmt) => stmt,
+            None => self.prepare_single(sql).await?,
+        };
+        let result = self.run(stmt, params, rows).await;
+        let reset = self.api.reset(&mut self.store, stmt.stmt).await;
+        match reset {
+            Ok(_) => {
+                if let Some(evicted) = self.cache.put(sql, stmt) {
+                    self.api.finalize(&mut self.store, evicted.stmt).await?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        result
+    }
+
+    /// Binds, steps to the end and reports. Leaves the statement un-reset.
+    async fn run(&mut self, stmt: Prepared, params: &Params, rows: Option<&mut Option<Rows>>) -> Result<Outcome, Error> {
+        let encoded = params.encode(stmt.param_count)?;
+        if !encoded.is_empty() || stmt.param_count > 0 {
+            let ptr = self.api.stage(&mut self.store, &encoded).await?;
+            let rc = self.api.bind(&mut self.store, stmt.stmt, ptr, encoded.len()).await?;
+            if rc != ffi::SQLITE_OK {
+                return Err(self.bind_error(stmt, params, rc).await);
+            }
+        }
+        let mut collected = match rows {
+            Some(_) => {
+                let (rc, names) = self.api.column_names(&mut self.store, stmt.stmt).await?;
+                if rc != ffi::SQLITE_OK {
+                    return Err(self.sqlite_error(rc).await);
+                }
+                Some(Rows::new(decode_names(names)?.into()))
+            }
+            None => None,
+        };
+        loop {
+            let (rc, values) = self
+                .api
+                .step(&mut self.store, stmt.stmt, |row| match &collected {
+                    Some(_) => decode_row(row, stmt.column_count).map(Some),
+                    None => Ok(None),
+                })
+                .await?;
+            match rc {
+                ffi::SQLITE_ROW => {
+                    if let (Some(rows), Some(Some(values))) = (collected.as_mut(), values) {
+                        rows.push(values);
+                    }
+                }
+                ffi::SQLITE_DONE => break,
+                rc => return Err(self.sqlite_error(rc).await),
+            }
+        }
+        if let Some(out) = rows {
+            *out = collected;
+        }
+        let changes = self.api.changes(&mut self.store, self.db).await?;
+        Ok(Outcome { changes: changes.max(0) as u64 })
+    }
+
+    async fn bind_error(&mut self, stmt: Prepared, params: &Params, rc: i32) -> Error {
+        if rc == BAD_PARAMS {
+            return Error::Guest { context: "binding parameters", message: "the guest could not decode them".into() };
+        }
+        if rc == ffi::SQLITE_RANGE {
+            // Find the name the statement lacks by binding each alone.
+            for (name, one) in params.each_named() {
+                let Ok(ptr) = self.api.stage(&mut self.store, &one).await else { break };
+                if let Ok(ffi::SQLITE_RANGE) = self.api.bind(&mut self.store, stmt.stmt, ptr, one.len()).await {
+                    return Error::UnknownParameter { name };
+                }
+            }
+        }
+        self.sqlite_error(rc).await
+    }
+
+    /// Runs every statement of `sql` in order.
+    async fn run_batch(&mut self, sql: &str) -> Result<(), Error> {
+        let base = self.api.stage(&mut self.store, sql.as_bytes()).await?;
+        let mut offset = 0usize;
+        while offset < sql.len() {
+            let (rc, prepared) = self.api.prepare(&mut self.store, self.db, base + offset as i32, sql.len() - offset).await?;
+            if rc != ffi::SQLITE_OK {
+                return Err(self.sqlite_error(rc).await);
+            }
+            if prepared.stmt == 0 {
+                break;
+            }
+            offset += prepared.tail.max(1);
+            let result = self.run(prepared, &Params::None, None).await;
+            self.api.finalize(&mut self.store, prepared.stmt).await?;
+            result?;
+            // A statement may have replaced the staged text's buffer only if
+            // it staged parameters, which batches never do.
+        }
+        Ok(())
+    }
+
+    /// Brings the schema up to `migrations.latest()`.
+    pub(crate) async fn migrate(&mut self, migrations: &Migrations) -> Result<(), Error> {
+        let current: i64 = self.query_row("PRAGMA user_version", ()).await?.get(0)?;
+        let current = usize::try_from(current).unwrap_or(usize::MAX);
+        if current > migrations.latest() {
+            return Err(Error::Migration {
+                version: current,
+                source: Box::new(Error::Config(format!(
+                    "the database is at schema version {current}, newer than the {} migrations this host knows",
+                    migrations.latest()
+                ))),
+            });
+        }
+        for (i, step) in migrations.steps().iter().enumerate().skip(current) {
+            let version = i + 1;
+            let result = async {
+                let mut tx = self.transaction().await?;
+                tx.execute_batch(step).await?;
+                // user_version takes no bound parameter; `version` is ours.
+                tx.execute_batch(&format!("PRAGMA user_version = {version}")).await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(source) = result {
+                self.rollback_if_open().await;
+                return Err(Error::Migration { version, source: Box::new(source) });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,185 @@
+//! `Runtime`: the process-wide wasmtime Engine, the compiled guest Module and
+//! its InstancePre, built once per configuration and shared by every Host.
+//!
+//! Compiling the guest with Cranelift takes seconds, so the compiled code is
+//! cached on disk, keyed by the module's SHA-256 and the engine's
+//! compatibility hash. A cache file carries the SHA-256 of its own contents
+//! and is only deserialized when that matches, so a torn or tampered file is
+//! recompiled instead of trusted.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel, PoolingAllocationConfig};
+
+use crate::error::Error;
+use crate::guest::abi::{IMPORT_MODULE, VFS_METHODS};
+use crate::guest::imports;
+use crate::state::ActorState;
+
+/// The guest module, checked against wasm/wasqlite.wasm.sha256 by build.rs.
+pub(crate) const MODULE: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/wasm/wasqlite.wasm"));
+
+/// SHA-256 of [`MODULE`], hex.
+pub const MODULE_SHA256: &str = env!("WASQLITE_MODULE_SHA256");
+
+/// Where compiled guest code is cached.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub enum CodeCache {
+    /// `$WASQLITE_CACHE_DIR`, else `$XDG_CACHE_HOME/wasqlite`, else
+    /// `$HOME/.cache/wasqlite`; no cache when none is set.
+    #[default]
+    Default,
+    /// This directory.
+    Dir(PathBuf),
+    /// Compile at every process start.
+    Disabled,
+}
+
+impl CodeCache {
+    fn dir(&self) -> Option<PathBuf> {
+        match self {
+            CodeCache::Dir(dir) => Some(dir.clone()),
+            CodeCache::Disabled => None,
+            CodeCache::Default => std::env::var_os("WASQLITE_CACHE_DIR")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("wasqlite")))
+                .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/wasqlite"))),
+        }
+    }
+}
+
+/// How the engine allocates instances.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EngineConfig {
+    /// Use wasmtime's pooling allocator, with room for this many instances
+    /// at once; `None` allocates each instance on demand.
+    pub pooling: Option<u32>,
+    /// Largest linear memory one actor may grow to, in bytes.
+    pub max_memory: usize,
+    /// Map linear memory initial images copy-on-write.
+    pub memory_init_cow: bool,
+    /// Where compiled code is cached.
+    pub code_cache: CodeCache,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { pooling: None, max_memory: 256 << 20, memory_init_cow: true, code_cache: CodeCache::Default }
+    }
+}
+
+/// Engine, module and pre-linked instance template for one configuration.
+pub(crate) struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) pre: InstancePre<ActorState>,
+    /// Whether the code came from the disk cache.
+    pub(crate) loaded_from_cache: bool,
+}
+
+impl Runtime {
+    /// The shared runtime for `config`, built on first use.
+    pub(crate) fn get(config: &EngineConfig) -> Result<Arc<Runtime>, Error> {
+        static RUNTIMES: OnceLock<Mutex<HashMap<EngineConfig, Arc<Runtime>>>> = OnceLock::new();
+        let mut runtimes = RUNTIMES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rt) = runtimes.get(config) {
+            return Ok(rt.clone());
+        }
+        let rt = Arc::new(Runtime::build(config)?);
+        runtimes.insert(config.clone(), rt.clone());
+        Ok(rt)
+    }
+
+    fn build(config: &EngineConfig) -> Result<Runtime, Error> {
+        let mut wasm_config = Config::new();
+        wasm_config.cranelift_opt_level(OptLevel::Speed);
+        wasm_config.memory_init_cow(config.memory_init_cow);
+        if let Some(slots) = config.pooling {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_memories(slots).total_tables(slots).total_core_instances(slots).total_stacks(slots);
+            pool.max_memory_size(config.max_memory);
+            wasm_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&wasm_config).map_err(|e| Error::Engine(format!("creating the engine: {e}")))?;
+        let (module, loaded_from_cache) = load_or_compile(&engine, config.code_cache.dir().as_deref())?;
+        check_imports(&module)?;
+        let mut linker = Linker::new(&engine);
+        imports::add_to_linker(&mut linker).map_err(|e| Error::Engine(format!("defining imports: {e}")))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| Error::Engine(format!("linking the guest module: {e}")))?;
+        Ok(Runtime { engine, pre, loaded_from_cache })
+    }
+}
+
+/// The guest may import the relay VFS methods and nothing else: no WASI,
+/// no clock or randomness of its own, no way out of its sandbox.
+fn check_imports(module: &Module) -> Result<(), Error> {
+    for import in module.imports() {
+        if import.module() != IMPORT_MODULE || !VFS_METHODS.contains(&import.name()) {
+            return Err(Error::Engine(format!(
+                "the guest module imports {}::{}, which is not part of the wasqlite ABI",
+                import.module(),
+                import.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn cache_path(engine: &Engine, dir: &Path) -> PathBuf {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    dir.join(format!("wasqlite-{}-{:016x}.cwasm", &MODULE_SHA256[..16], hasher.finish()))
+}
+
+/// The compiled module, from the cache when a valid entry exists.
+fn load_or_compile(engine: &Engine, dir: Option<&Path>) -> Result<(Module, bool), Error> {
+    let path = dir.map(|d| cache_path(engine, d));
+    if let Some(path) = &path
+        && let Some(module) = load_cached(engine, path)
+    {
+        return Ok((module, true));
+    }
+    let module = Module::new(engine, MODULE).map_err(|e| Error::Engine(format!("compiling the guest module: {e}")))?;
+    if let Some(path) = &path
+        && let Err(e) = store_cached(&module, path)
+    {
+        tracing::warn!("not caching compiled guest code at {}: {e}", path.display());
+    }
+    Ok((module, false))
+}
+
+fn load_cached(engine: &Engine, path: &Path) -> Option<Module> {
+    let bytes = std::fs::read(path).ok()?;
+    let (sum, payload) = bytes.split_at_checked(32)?;
+    if Sha256::digest(payload).as_slice() != sum {
+        tracing::warn!("ignoring corrupt code cache file {}", path.display());
+        return None;
+    }
+    // SAFETY: the payload is exactly what `Module::serialize` wrote for an
+    // engine with the same compatibility hash (part of the file name), as the
+    // checksum above proves; wasmtime also checks its own header.
+    match unsafe { Module::deserialize(engine, payload) } {
+        Ok(module) => Some(module),
+        Err(e) => {
+            tracing::warn!("ignoring code cache file {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+fn store_cached(module: &Module, path: &Path) -> std::io::Result<()> {
+    let payload = module.serialize().map_err(std::io::Error::other)?;
+    let dir = path.parent().expect("cache path has a directory");
+    std::fs::create_dir_all(dir)?;
+    let mut bytes = Sha256::digest(&payload).to_vec();
+    bytes.extend_from_slice(&payload);
+    // Write then rename, so concurrent processes never read a partial file.
+    let tmp = dir.join(format!(".{}.{}", path.file_name().unwrap().to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, path)
+}

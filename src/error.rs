@@ -1,0 +1,191 @@
+//! `Error`: everything that can go wrong, in one enum.
+//!
+//! SQLite's own failures keep its extended result code and message
+//! ([`Error::Sqlite`]); when the VFS caused them (a KV failure, a batch that
+//! broke a limit), the VFS's description rides along in `kv`. Guest traps and
+//! ABI problems are kept apart from SQL errors: they poison the actor.
+
+use crate::actor_id::ActorId;
+use crate::kv::KvError;
+
+/// The error type of every fallible call in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// SQLite returned an error.
+    #[error("{message} ({}){}", code_name(*code), kv.as_ref().map(|k| format!("; storage: {k}")).unwrap_or_default())]
+    Sqlite {
+        /// SQLite's extended result code.
+        code: i32,
+        /// SQLite's message (`sqlite3_errmsg`).
+        message: String,
+        /// What the VFS reported, when storage caused the error.
+        kv: Option<String>,
+    },
+    /// A KV call made by the host itself (not through SQLite) failed.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// The guest trapped or broke the ABI while the host was `context`.
+    #[error("guest failure while {context}: {message}")]
+    Guest {
+        /// What the host was doing.
+        context: &'static str,
+        /// The trap or the broken expectation.
+        message: String,
+    },
+    /// The guest module speaks another ABI version.
+    #[error("the guest module has ABI version {found}, this host speaks {expected}; rebuild it with wasm/build.sh")]
+    AbiMismatch {
+        /// The host's version.
+        expected: i32,
+        /// The module's version.
+        found: i32,
+    },
+    /// An actor id broke the rules of [`ActorId::new`].
+    #[error("invalid actor id {id:?}: {reason}")]
+    InvalidActorId {
+        /// The id as given.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The actor is already awake on this host; one instance per actor.
+    #[error("actor {id} is already awake on this host")]
+    AlreadyAwake {
+        /// The actor.
+        id: ActorId,
+    },
+    /// An earlier failure left the actor's instance untrustworthy.
+    #[error("actor {id} is unusable after an earlier failure ({reason}); sleep it and wake it again")]
+    Poisoned {
+        /// The actor.
+        id: ActorId,
+        /// The failure that poisoned it.
+        reason: String,
+    },
+    /// The number of positional parameters does not match the statement.
+    #[error("the statement has {expected} parameters but {given} were given")]
+    ParameterCount {
+        /// Parameters in the SQL.
+        expected: usize,
+        /// Parameters passed.
+        given: usize,
+    },
+    /// A named parameter does not appear in the statement.
+    #[error("the statement has no parameter named {name}")]
+    UnknownParameter {
+        /// The name, with its prefix.
+        name: String,
+    },
+    /// `execute` or `query` got more than one statement.
+    #[error("more than one statement given; use execute_batch for several")]
+    MultipleStatements,
+    /// `query_row` found no row.
+    #[error("the query returned no rows")]
+    NoRows,
+    /// A column index past the end of the row.
+    #[error("column {index} does not exist; the row has {count} columns")]
+    ColumnIndex {
+        /// The index asked for.
+        index: usize,
+        /// Columns in the row.
+        count: usize,
+    },
+    /// A column holds a value that does not convert to the requested type.
+    #[error("column {index} holds {found}, which is not {expected}")]
+    ColumnType {
+        /// The column.
+        index: usize,
+        /// The Rust type asked for.
+        expected: &'static str,
+        /// What the column holds.
+        found: &'static str,
+    },
+    /// A value too large to pass to the guest.
+    #[error("{what} of {len} bytes is too large for the guest")]
+    TooBig {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        len: usize,
+    },
+    /// A migration step failed; the actor's schema is unchanged.
+    #[error("migration to schema version {version} failed: {source}")]
+    Migration {
+        /// The `user_version` the step would have reached.
+        version: usize,
+        /// Why it failed.
+        source: Box<Error>,
+    },
+    /// The engine could not compile, load or cache the guest module.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// A setting that cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// SQLite's extended result code, for [`Error::Sqlite`].
+    pub fn sqlite_code(&self) -> Option<i32> {
+        match self {
+            Error::Sqlite { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether this is an SQLite I/O error (SQLITE_IOERR and its extended
+    /// codes), which is how storage failures surface.
+    pub fn is_io_error(&self) -> bool {
+        self.sqlite_code().is_some_and(|c| c & 0xff == libsqlite3_sys::SQLITE_IOERR)
+    }
+}
+
+/// A readable name for an SQLite result code, e.g. `SQLITE_IOERR_WRITE`.
+pub fn code_name(code: i32) -> String {
+    use libsqlite3_sys as f;
+    let extended = match code {
+        f::SQLITE_IOERR_READ => Some("SQLITE_IOERR_READ"),
+        f::SQLITE_IOERR_SHORT_READ => Some("SQLITE_IOERR_SHORT_READ"),
+        f::SQLITE_IOERR_WRITE => Some("SQLITE_IOERR_WRITE"),
+        f::SQLITE_IOERR_FSYNC => Some("SQLITE_IOERR_FSYNC"),
+        f::SQLITE_IOERR_TRUNCATE => Some("SQLITE_IOERR_TRUNCATE"),
+        f::SQLITE_IOERR_DELETE => Some("SQLITE_IOERR_DELETE"),
+        f::SQLITE_IOERR_CLOSE => Some("SQLITE_IOERR_CLOSE"),
+        f::SQLITE_CONSTRAINT_UNIQUE => Some("SQLITE_CONSTRAINT_UNIQUE"),
+        f::SQLITE_CONSTRAINT_PRIMARYKEY => Some("SQLITE_CONSTRAINT_PRIMARYKEY"),
+        f::SQLITE_CONSTRAINT_NOTNULL => Some("SQLITE_CONSTRAINT_NOTNULL"),
+        f::SQLITE_CONSTRAINT_FOREIGNKEY => Some("SQLITE_CONSTRAINT_FOREIGNKEY"),
+        f::SQLITE_CONSTRAINT_CHECK => Some("SQLITE_CONSTRAINT_CHECK"),
+        _ => None,
+    };
+    if let Some(name) = extended {
+        return name.to_owned();
+    }
+    let primary = match code & 0xff {
+        f::SQLITE_ERROR => "SQLITE_ERROR",
+        f::SQLITE_INTERNAL => "SQLITE_INTERNAL",
+        f::SQLITE_PERM => "SQLITE_PERM",
+        f::SQLITE_ABORT => "SQLITE_ABORT",
+        f::SQLITE_BUSY => "SQLITE_BUSY",
+        f::SQLITE_LOCKED => "SQLITE_LOCKED",
+        f::SQLITE_NOMEM => "SQLITE_NOMEM",
+        f::SQLITE_READONLY => "SQLITE_READONLY",
+        f::SQLITE_INTERRUPT => "SQLITE_INTERRUPT",
+        f::SQLITE_IOERR => "SQLITE_IOERR",
+        f::SQLITE_CORRUPT => "SQLITE_CORRUPT",
+        f::SQLITE_NOTFOUND => "SQLITE_NOTFOUND",
+        f::SQLITE_FULL => "SQLITE_FULL",
+        f::SQLITE_CANTOPEN => "SQLITE_CANTOPEN",
+        f::SQLITE_PROTOCOL => "SQLITE_PROTOCOL",
+        f::SQLITE_SCHEMA => "SQLITE_SCHEMA",
+        f::SQLITE_TOOBIG => "SQLITE_TOOBIG",
+        f::SQLITE_CONSTRAINT => "SQLITE_CONSTRAINT",
+        f::SQLITE_MISMATCH => "SQLITE_MISMATCH",
+        f::SQLITE_MISUSE => "SQLITE_MISUSE",
+        f::SQLITE_RANGE => "SQLITE_RANGE",
+        f::SQLITE_NOTADB => "SQLITE_NOTADB",
+        _ => "SQLite code",
+    };
+    if code & 0xff == code { primary.to_owned() } else { format!("{primary}, extended code {code}") }
+}

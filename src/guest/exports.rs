@@ -1,0 +1,236 @@
+//! `GuestApi`: the SQL surface the guest exports (vfs/sql_api.c), as typed
+//! functions, plus the calls that move bytes in and out of guest memory.
+//!
+//! Every call goes through `call_async`: the VFS imports are async, which
+//! makes every Store async. Pointers the guest hands back (rows, messages)
+//! are read through the checked accessors in `super::memory`; one that
+//! points outside memory is a guest bug and becomes an error, not a panic.
+
+use wasmtime::{Instance, Memory, Store, TypedFunc};
+
+use super::abi::ABI_VERSION;
+use super::memory::{c_str, read_i32, slice, slice_mut};
+use crate::error::Error;
+use crate::state::ActorState;
+
+/// Longest error message read back from the guest.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// What `wasqlite_prepare` reports (PrepareResult in sql_api.c).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Prepared {
+    /// Statement handle; 0 when the text held no statement.
+    pub(crate) stmt: i32,
+    /// Bytes of the SQL text consumed.
+    pub(crate) tail: usize,
+    pub(crate) column_count: usize,
+    pub(crate) param_count: usize,
+}
+
+/// The guest's exports, resolved once per instance.
+pub(crate) struct GuestApi {
+    memory: Memory,
+    malloc: TypedFunc<i32, i32>,
+    free: TypedFunc<i32, ()>,
+    open: TypedFunc<i32, i32>,
+    close: TypedFunc<i32, i32>,
+    prepare: TypedFunc<(i32, i32, i32, i32), i32>,
+    bind: TypedFunc<(i32, i32, i32), i32>,
+    step: TypedFunc<(i32, i32), i32>,
+    column_names: TypedFunc<(i32, i32), i32>,
+    reset: TypedFunc<i32, i32>,
+    finalize: TypedFunc<i32, i32>,
+    changes: TypedFunc<i32, i64>,
+    last_insert_rowid: TypedFunc<i32, i64>,
+    errcode: TypedFunc<i32, i32>,
+    errmsg: TypedFunc<i32, i32>,
+    autocommit: TypedFunc<i32, i32>,
+    /// 16 bytes of guest memory for out-parameters.
+    scratch: i32,
+    /// A grow-only guest buffer for SQL text and parameters.
+    arg_buf: i32,
+    arg_cap: usize,
+}
+
+fn guest_err(context: &'static str) -> impl FnOnce(wasmtime::Error) -> Error {
+    move |source| Error::Guest { context, message: format!("{source:?}") }
+}
+
+fn bad_guest_pointer(context: &'static str) -> Error {
+    Error::Guest { context, message: "the guest returned an out-of-bounds pointer".into() }
+}
+
+impl GuestApi {
+    /// Resolves the exports, checks the ABI version and runs the reactor's
+    /// `_initialize`.
+    pub(crate) async fn new(store: &mut Store<ActorState>, instance: &Instance) -> Result<GuestApi, Error> {
+        macro_rules! export {
+            ($name:literal) => {
+                instance.get_typed_func(&mut *store, $name).map_err(guest_err(concat!("resolving export ", $name)))?
+            };
+        }
+        let memory = instance
+            .get_memory(&mut *store, "memory")
+            .ok_or(Error::Guest { context: "resolving exports", message: "the module exports no memory".into() })?;
+        store.data_mut().memory = Some(memory);
+
+        let version: TypedFunc<(), i32> = export!("wasqlite_abi_version");
+        let found = version.call_async(&mut *store, ()).await.map_err(guest_err("reading the ABI version"))?;
+        if found != ABI_VERSION {
+            return Err(Error::AbiMismatch { expected: ABI_VERSION, found });
+        }
+        let initialize: TypedFunc<(), ()> = export!("_initialize");
+        initialize.call_async(&mut *store, ()).await.map_err(guest_err("initializing the guest"))?;
+
+        let mut api = GuestApi {
+            memory,
+            malloc: export!("wasqlite_malloc"),
+            free: export!("wasqlite_free"),
+            open: export!("wasqlite_open"),
+            close: export!("wasqlite_close"),
+            prepare: export!("wasqlite_prepare"),
+            bind: export!("wasqlite_bind"),
+            step: export!("wasqlite_step"),
+            column_names: export!("wasqlite_column_names"),
+            reset: export!("wasqlite_reset"),
+            finalize: export!("wasqlite_finalize"),
+            changes: export!("wasqlite_changes"),
+            last_insert_rowid: export!("wasqlite_last_insert_rowid"),
+            errcode: export!("wasqlite_errcode"),
+            errmsg: export!("wasqlite_errmsg"),
+            autocommit: export!("wasqlite_autocommit"),
+            scratch: 0,
+            arg_buf: 0,
+            arg_cap: 0,
+        };
+        api.scratch = api.malloc(store, 16).await?;
+        Ok(api)
+    }
+
+    async fn malloc(&self, store: &mut Store<ActorState>, n: usize) -> Result<i32, Error> {
+        let n = i32::try_from(n).map_err(|_| Error::TooBig { what: "argument", len: n })?;
+        let p = self.malloc.call_async(&mut *store, n).await.map_err(guest_err("wasqlite_malloc"))?;
+        if p == 0 {
+            return Err(Error::Sqlite { code: libsqlite3_sys::SQLITE_NOMEM, message: format!("guest could not allocate {n} bytes"), kv: None });
+        }
+        Ok(p)
+    }
+
+    /// Copies `bytes` into the reusable argument buffer and returns its
+    /// guest address.
+    pub(crate) async fn stage(&mut self, store: &mut Store<ActorState>, bytes: &[u8]) -> Result<i32, Error> {
+        if bytes.len() > self.arg_cap {
+            if self.arg_buf != 0 {
+                self.free.call_async(&mut *store, self.arg_buf).await.map_err(guest_err("wasqlite_free"))?;
+                self.arg_buf = 0;
+                self.arg_cap = 0;
+            }
+            let cap = bytes.len().next_power_of_two().max(256);
+            self.arg_buf = self.malloc(store, cap).await?;
+            self.arg_cap = cap;
+        }
+        let dst = slice_mut(self.memory.data_mut(&mut *store), self.arg_buf, bytes.len() as i32)
+            .ok_or_else(|| bad_guest_pointer("staging an argument"))?;
+        dst.copy_from_slice(bytes);
+        Ok(self.arg_buf)
+    }
+
+    /// Opens the actor's database; returns the connection handle.
+    pub(crate) async fn open(&self, store: &mut Store<ActorState>) -> Result<i32, Error> {
+        let rc = self.open.call_async(&mut *store, self.scratch).await.map_err(guest_err("wasqlite_open"))?;
+        let db = read_i32(self.memory.data(&*store), self.scratch).ok_or_else(|| bad_guest_pointer("wasqlite_open"))?;
+        if rc != 0 {
+            let message = if db != 0 { self.errmsg(store, db).await? } else { "sqlite3_open_v2 failed".into() };
+            return Err(Error::Sqlite { code: rc, message, kv: store.data_mut().files.take_last_error() });
+        }
+        Ok(db)
+    }
+
+    pub(crate) async fn close(&self, store: &mut Store<ActorState>, db: i32) -> Result<i32, Error> {
+        self.close.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_close"))
+    }
+
+    /// Prepares the first statement of the `len` bytes of SQL at `sql`.
+    pub(crate) async fn prepare(&self, store: &mut Store<ActorState>, db: i32, sql: i32, len: usize) -> Result<(i32, Prepared), Error> {
+        let rc = self
+            .prepare
+            .call_async(&mut *store, (db, sql, len as i32, self.scratch))
+            .await
+            .map_err(guest_err("wasqlite_prepare"))?;
+        let mem = self.memory.data(&*store);
+        let field = |i: i32| read_i32(mem, self.scratch + 4 * i).ok_or_else(|| bad_guest_pointer("wasqlite_prepare"));
+        let prepared = Prepared {
+            stmt: field(0)?,
+            tail: field(1)?.max(0) as usize,
+            column_count: field(2)?.max(0) as usize,
+            param_count: field(3)?.max(0) as usize,
+        };
+        Ok((rc, prepared))
+    }
+
+    pub(crate) async fn bind(&self, store: &mut Store<ActorState>, stmt: i32, params: i32, len: usize) -> Result<i32, Error> {
+        self.bind.call_async(&mut *store, (stmt, params, len as i32)).await.map_err(guest_err("wasqlite_bind"))
+    }
+
+    /// Steps `stmt`; on SQLITE_ROW, `on_row` sees the encoded row.
+    pub(crate) async fn step<R>(
+        &self,
+        store: &mut Store<ActorState>,
+        stmt: i32,
+        on_row: impl FnOnce(&[u8]) -> Result<R, Error>,
+    ) -> Result<(i32, Option<R>), Error> {
+        let rc = self.step.call_async(&mut *store, (stmt, self.scratch)).await.map_err(guest_err("wasqlite_step"))?;
+        if rc != libsqlite3_sys::SQLITE_ROW {
+            return Ok((rc, None));
+        }
+        let row = self.out_buffer(store, "wasqlite_step")?;
+        Ok((rc, Some(on_row(row)?)))
+    }
+
+    /// The encoded column names of `stmt`.
+    pub(crate) async fn column_names<'a>(&self, store: &'a mut Store<ActorState>, stmt: i32) -> Result<(i32, &'a [u8]), Error> {
+        let rc = self
+            .column_names
+            .call_async(&mut *store, (stmt, self.scratch))
+            .await
+            .map_err(guest_err("wasqlite_column_names"))?;
+        Ok((rc, self.out_buffer(store, "wasqlite_column_names")?))
+    }
+
+    /// The buffer a Buffer struct at `scratch` points to.
+    fn out_buffer<'a>(&self, store: &'a Store<ActorState>, context: &'static str) -> Result<&'a [u8], Error> {
+        let mem = self.memory.data(store);
+        let (ptr, len) = (read_i32(mem, self.scratch), read_i32(mem, self.scratch + 4));
+        ptr.zip(len).and_then(|(p, n)| slice(mem, p, n)).ok_or_else(|| bad_guest_pointer(context))
+    }
+
+    pub(crate) async fn reset(&self, store: &mut Store<ActorState>, stmt: i32) -> Result<i32, Error> {
+        self.reset.call_async(&mut *store, stmt).await.map_err(guest_err("wasqlite_reset"))
+    }
+
+    pub(crate) async fn finalize(&self, store: &mut Store<ActorState>, stmt: i32) -> Result<i32, Error> {
+        self.finalize.call_async(&mut *store, stmt).await.map_err(guest_err("wasqlite_finalize"))
+    }
+
+    pub(crate) async fn changes(&self, store: &mut Store<ActorState>, db: i32) -> Result<i64, Error> {
+        self.changes.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_changes"))
+    }
+
+    pub(crate) async fn last_insert_rowid(&self, store: &mut Store<ActorState>, db: i32) -> Result<i64, Error> {
+        self.last_insert_rowid.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_last_insert_rowid"))
+    }
+
+    pub(crate) async fn autocommit(&self, store: &mut Store<ActorState>, db: i32) -> Result<bool, Error> {
+        Ok(self.autocommit.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_autocommit"))? != 0)
+    }
+
+    pub(crate) async fn errcode(&self, store: &mut Store<ActorState>, db: i32) -> Result<i32, Error> {
+        self.errcode.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_errcode"))
+    }
+
+    pub(crate) async fn errmsg(&self, store: &mut Store<ActorState>, db: i32) -> Result<String, Error> {
+        let ptr = self.errmsg.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_errmsg"))?;
+        let bytes = c_str(self.memory.data(&*store), ptr, MAX_MESSAGE).ok_or_else(|| bad_guest_pointer("wasqlite_errmsg"))?;
+        Ok(String::from_utf8_lossy(bytes).into_owned())
+    }
+}

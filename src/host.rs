@@ -1,0 +1,215 @@
+//! `Host`: the engine, the compiled guest, one KV backend and the rules for
+//! waking actors. Cheap to clone; every clone shares the same actors.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::Store;
+
+use crate::actor::Actor;
+use crate::actor_id::ActorId;
+use crate::engine::{EngineConfig, Runtime};
+use crate::error::Error;
+use crate::guest::exports::GuestApi;
+use crate::kv::{KvLimits, KvStore};
+use crate::migrations::Migrations;
+use crate::state::{ActorState, Gauges};
+use crate::vfs::layout::CHUNK_SIZE;
+
+/// Everything a Host can be told.
+#[derive(Clone, Debug, Default)]
+pub struct HostConfig {
+    /// Engine settings; hosts with equal settings share one engine.
+    pub engine: EngineConfig,
+    /// Schema steps run at each wake, tracked in `PRAGMA user_version`.
+    pub migrations: Migrations,
+    /// Seed for the guest's randomness (xRandomness), for reproducible
+    /// runs; `None` seeds from the OS.
+    pub seed: Option<u64>,
+}
+
+pub(crate) struct HostInner {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) config: HostConfig,
+    pub(crate) gauges: Arc<Gauges>,
+    /// Actors with a live instance on this host: at most one each, or two
+    /// instances would write the same keys.
+    awake: Mutex<HashSet<ActorId>>,
+}
+
+impl HostInner {
+    fn awake(&self) -> std::sync::MutexGuard<'_, HashSet<ActorId>> {
+        self.awake.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Marks an actor awake for as long as it lives.
+pub(crate) struct AwakeGuard {
+    host: Arc<HostInner>,
+    id: ActorId,
+}
+
+impl Drop for AwakeGuard {
+    fn drop(&mut self) {
+        self.host.awake().remove(&self.id);
+    }
+}
+
+/// A host for actors whose databases live in one KV backend.
+///
+/// # Example
+///
+/// ```
+/// # tokio_test_block(async {
+/// use std::sync::Arc;
+/// use wasqlite::{Host, MemoryKv, params};
+///
+/// let host = Host::new(Arc::new(MemoryKv::new()))?;
+/// let mut actor = host.wake("counter-1").await?;
+/// actor.execute_batch("CREATE TABLE hits(n INTEGER)").await?;
+/// actor.execute("INSERT INTO hits VALUES (?1)", params![41 + 1]).await?;
+/// actor.sleep().await?;
+///
+/// let mut again = host.wake("counter-1").await?;
+/// let n: i64 = again.query_row("SELECT n FROM hits", ()).await?.get(0)?;
+/// assert_eq!(n, 42);
+/// # Ok::<(), wasqlite::Error>(()) });
+/// # fn tokio_test_block<F: std::future::Future<Output = Result<(), wasqlite::Error>>>(f: F) {
+/// #     tokio::runtime::Runtime::new().unwrap().block_on(f).unwrap()
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("kv", &self.inner.kv).field("live_instances", &self.live_instances()).finish()
+    }
+}
+
+impl Host {
+    /// A host with default settings over `kv`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::with_config`].
+    pub fn new(kv: Arc<dyn KvStore>) -> Result<Host, Error> {
+        Host::with_config(kv, HostConfig::default())
+    }
+
+    /// A host over `kv` with `config`. The first host of a configuration in
+    /// a process compiles the guest (or loads it from the code cache).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the backend's limits cannot hold a page and
+    /// its meta key in one batch; [`Error::Engine`] when the guest does not
+    /// compile or link.
+    pub fn with_config(kv: Arc<dyn KvStore>, config: HostConfig) -> Result<Host, Error> {
+        check_limits(kv.limits())?;
+        let runtime = Runtime::get(&config.engine)?;
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                runtime,
+                kv,
+                config,
+                gauges: Arc::default(),
+                awake: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The KV backend.
+    pub fn kv(&self) -> &Arc<dyn KvStore> {
+        &self.inner.kv
+    }
+
+    /// Whether this host's compiled guest code came from the disk cache.
+    pub fn code_from_cache(&self) -> bool {
+        self.inner.runtime.loaded_from_cache
+    }
+
+    /// Actor instances alive right now on this host.
+    pub fn live_instances(&self) -> usize {
+        self.inner.gauges.instances.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of wasm linear memory held by this host's live instances.
+    pub fn live_memory_bytes(&self) -> usize {
+        self.inner.gauges.memory_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Wakes an actor: a new Store and instance, its database opened, and the
+    /// configured migrations applied.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidActorId`], [`Error::AlreadyAwake`], a KV or SQLite
+    /// error while opening, or [`Error::Migration`]. A failed wake releases
+    /// its instance before returning.
+    pub async fn wake(&self, id: &str) -> Result<Actor, Error> {
+        let id = ActorId::new(id)?;
+        if !self.inner.awake().insert(id.clone()) {
+            return Err(Error::AlreadyAwake { id });
+        }
+        let guard = AwakeGuard { host: self.inner.clone(), id: id.clone() };
+        let inner = &self.inner;
+        let state = ActorState::new(
+            inner.kv.clone(),
+            id.clone(),
+            inner.gauges.clone(),
+            inner.config.engine.max_memory,
+            inner.config.seed,
+        );
+        let mut store = Store::new(&inner.runtime.engine, state);
+        store.limiter(|state| state.limiter());
+        let instance = inner
+            .runtime
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| Error::Guest { context: "instantiating the guest", message: format!("{e:?}") })?;
+        let api = GuestApi::new(&mut store, &instance).await?;
+        let db = api.open(&mut store).await?;
+        let mut actor = Actor::new(id, store, api, db, guard);
+        if !inner.config.migrations.is_empty() {
+            actor.migrate(&inner.config.migrations).await?;
+        }
+        Ok(actor)
+    }
+
+    /// Deletes every key of an actor that is asleep.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyAwake`] when it is awake here (use
+    /// [`Actor::destroy`]), or the KV's error.
+    pub async fn destroy(&self, id: &str) -> Result<(), Error> {
+        let id = ActorId::new(id)?;
+        if !self.inner.awake().insert(id.clone()) {
+            return Err(Error::AlreadyAwake { id });
+        }
+        let _guard = AwakeGuard { host: self.inner.clone(), id: id.clone() };
+        Ok(self.inner.kv.delete_actor(&id).await?)
+    }
+}
+
+/// A backend must take at least one page and its meta key in one batch.
+fn check_limits(limits: KvLimits) -> Result<(), Error> {
+    let page_entry = 8 + CHUNK_SIZE;
+    let meta_entry = 4 + 10;
+    if limits.max_keys_per_batch < 2
+        || limits.max_key_size < 8
+        || limits.max_value_size < CHUNK_SIZE
+        || limits.max_batch_bytes < page_entry + meta_entry
+    {
+        return Err(Error::Config(format!(
+            "KV limits {limits:?} cannot hold one {CHUNK_SIZE}-byte page and its meta key in one batch"
+        )));
+    }
+    Ok(())
+}

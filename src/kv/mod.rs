@@ -1,0 +1,153 @@
+//! The `KvStore` trait: the storage contract every backend keeps, and the
+//! limits each one declares.
+//!
+//! An actor's keys live in its own namespace: the same key under two actors
+//! names two different values. Backends that share one physical store
+//! between actors (redb, a remote KV) prefix keys with the actor id; the keys
+//! passed through this trait never contain it.
+
+mod memory;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::actor_id::ActorId;
+
+pub use memory::{KvCounters, MemoryKv};
+
+/// A key and its value.
+pub type KvEntry = (Bytes, Bytes);
+
+/// What a backend accepts in one call. Callers (the VFS) split their work so
+/// that no call exceeds these; a backend rejects a call that does with
+/// [`KvError::LimitExceeded`] and changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvLimits {
+    /// Longest key, in bytes.
+    pub max_key_size: usize,
+    /// Longest value, in bytes.
+    pub max_value_size: usize,
+    /// Most keys in one `batch_get`, `batch_put` or `batch_delete`.
+    pub max_keys_per_batch: usize,
+    /// Most key plus value bytes in one `batch_put`.
+    pub max_batch_bytes: usize,
+}
+
+impl KvLimits {
+    /// No practical limit: for backends that take any batch in one
+    /// transaction (memory, redb).
+    pub const UNLIMITED: KvLimits = KvLimits {
+        max_key_size: usize::MAX,
+        max_value_size: usize::MAX,
+        max_keys_per_batch: usize::MAX,
+        max_batch_bytes: usize::MAX,
+    };
+
+    /// The limits of Rivet's actor KV: keys up to 2 KiB, values up to
+    /// 128 KiB, at most 128 keys per batch and 976 KiB per put.
+    pub const RIVET: KvLimits = KvLimits {
+        max_key_size: 2 * 1024,
+        max_value_size: 128 * 1024,
+        max_keys_per_batch: 128,
+        max_batch_bytes: 976 * 1024,
+    };
+
+    /// Checks a batch of keys against `max_keys_per_batch` and `max_key_size`.
+    pub fn check_keys<'a>(&self, keys: impl ExactSizeIterator<Item = &'a [u8]>) -> Result<(), KvError> {
+        if keys.len() > self.max_keys_per_batch {
+            return Err(KvError::limit("keys per batch", self.max_keys_per_batch, keys.len()));
+        }
+        for key in keys {
+            if key.len() > self.max_key_size {
+                return Err(KvError::limit("key size", self.max_key_size, key.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a `batch_put` against every limit.
+    pub fn check_put(&self, entries: &[KvEntry]) -> Result<(), KvError> {
+        self.check_keys(entries.iter().map(|(k, _)| &k[..]))?;
+        let mut total = 0usize;
+        for (key, value) in entries {
+            if value.len() > self.max_value_size {
+                return Err(KvError::limit("value size", self.max_value_size, value.len()));
+            }
+            total = total.saturating_add(key.len() + value.len());
+        }
+        if total > self.max_batch_bytes {
+            return Err(KvError::limit("bytes per batch", self.max_batch_bytes, total));
+        }
+        Ok(())
+    }
+}
+
+/// Why a KV call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    /// The call broke one of the backend's declared limits; nothing changed.
+    #[error("KV limit exceeded: {what} is {actual}, the backend allows {limit}")]
+    LimitExceeded {
+        /// Which limit.
+        what: &'static str,
+        /// The backend's limit.
+        limit: usize,
+        /// What the call asked for.
+        actual: usize,
+    },
+    /// The backend itself failed (I/O, a lost connection, an injected fault).
+    #[error("KV backend failed: {0}")]
+    Backend(String),
+}
+
+impl KvError {
+    fn limit(what: &'static str, limit: usize, actual: usize) -> Self {
+        KvError::LimitExceeded { what, limit, actual }
+    }
+}
+
+/// An actor's key-value storage, as the VFS sees it.
+///
+/// # Contract
+///
+/// - Every method acts on one actor's namespace only.
+/// - `batch_put` is all-or-nothing: after an error, none of its entries are
+///   visible; after `Ok`, all are, and they are durable as far as the backend
+///   promises durability (memory: until the process ends; redb: on disk).
+/// - `batch_delete` and `delete_range` are atomic too.
+/// - Calls from one actor are issued one at a time and take effect in the
+///   order issued. Calls for different actors may run concurrently.
+/// - A call that breaks [`KvStore::limits`] fails with
+///   [`KvError::LimitExceeded`] and changes nothing.
+#[async_trait]
+pub trait KvStore: Send + Sync + fmt::Debug + 'static {
+    /// The largest calls this backend accepts.
+    fn limits(&self) -> KvLimits;
+
+    /// The value of `key`, or `None`.
+    async fn get(&self, actor: &ActorId, key: &[u8]) -> Result<Option<Bytes>, KvError>;
+
+    /// The values of `keys`, in the same order, `None` where absent.
+    async fn batch_get(&self, actor: &ActorId, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, KvError>;
+
+    /// Writes every entry, or none of them.
+    async fn batch_put(&self, actor: &ActorId, entries: &[KvEntry]) -> Result<(), KvError>;
+
+    /// Deletes every key (absent keys are fine).
+    async fn batch_delete(&self, actor: &ActorId, keys: &[Bytes]) -> Result<(), KvError>;
+
+    /// Deletes every key `k` with `start <= k < end`.
+    async fn delete_range(&self, actor: &ActorId, start: &[u8], end: &[u8]) -> Result<(), KvError>;
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    async fn list_prefix(&self, actor: &ActorId, prefix: &[u8]) -> Result<Vec<KvEntry>, KvError>;
+
+    /// Deletes every key of `actor`.
+    async fn delete_actor(&self, actor: &ActorId) -> Result<(), KvError>;
+
+    /// Every actor that has at least one key, in id order.
+    async fn list_actors(&self) -> Result<Vec<ActorId>, KvError>;
+}

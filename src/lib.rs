@@ -1,0 +1,36 @@
+//! # wasqlite
+//!
+//! SQLite compiled to WebAssembly, one isolated wasmtime instance per actor.
+//! Every SQLite file operation inside an actor's instance is a host call,
+//! answered from that actor's namespace in a key-value store ([`KvStore`]).
+//! When the actor sleeps its instance is dropped and its memory goes back to
+//! the OS; its database stays in the KV, ready for the next wake.
+//!
+//! Start with [`Host`]: [`Host::wake`] gives an [`Actor`], which runs SQL
+//! with [`Actor::execute`], [`Actor::query`] and friends, and ends with
+//! [`Actor::sleep`] or [`Actor::destroy`]. ARCHITECTURE.md shows how a query
+//! travels from here through the guest to the KV and back.
+
+mod actor;
+mod actor_id;
+mod engine;
+mod error;
+mod guest;
+mod host;
+pub mod kv;
+mod migrations;
+mod sql;
+mod state;
+pub mod vfs;
+
+pub use actor::Actor;
+pub use actor_id::{ActorId, MAX_ACTOR_ID_LEN};
+pub use engine::{CodeCache, EngineConfig, MODULE_SHA256};
+pub use error::{Error, code_name};
+pub use host::{Host, HostConfig};
+pub use kv::{KvCounters, KvError, KvLimits, KvStore, MemoryKv};
+pub use migrations::Migrations;
+pub use sql::params::Params;
+pub use sql::row::{Row, Rows};
+pub use sql::transaction::Transaction;
+pub use sql::value::{FromValue, ToValue, Value};

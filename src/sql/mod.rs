@@ -1,0 +1,8 @@
+//! The SQL API: values, parameters, rows, and the statement machinery the
+//! `Actor` methods run on.
+
+pub(crate) mod cache;
+pub(crate) mod params;
+pub(crate) mod row;
+pub(crate) mod transaction;
+pub(crate) mod value;

@@ -1,0 +1,745 @@
+//! `ActorFiles`: the files of one actor's database, kept as chunks in its KV
+//! namespace (layout in `super::layout`).
+//!
+//! Writes are buffered per file and reach the KV when SQLite syncs, closes,
+//! or commits a batch-atomic write, or when a buffer grows past a threshold.
+//! That is the contract of a POSIX file that SQLite already plans for: data
+//! written before a sync is durable once the sync returns, and unsynced
+//! writes may land in any order, or not at all, if the host dies.
+//!
+//! A commit inside SQLITE_FCNTL_BEGIN_ATOMIC_WRITE .. COMMIT_ATOMIC_WRITE is
+//! exactly one `batch_put` of the dirty pages and the meta key. When it does
+//! not fit the backend's batch limits, the commit fails with an I/O error
+//! before touching the KV, and SQLite falls back to its rollback journal.
+//!
+//! After any failed KV write the in-memory state is thrown away and reloaded
+//! from the KV on the next call, so this layer never believes something the
+//! KV does not hold.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use libsqlite3_sys as ffi;
+
+use super::layout::{
+    CHUNK_SIZE, ChunkIndex, FileTag, chunk_key, chunk_range_end, decode_meta, encode_meta, meta_key,
+};
+use crate::actor_id::ActorId;
+use crate::kv::{KvEntry, KvError, KvLimits, KvStore};
+
+/// The name the guest opens its database under (vfs/sql_api.c). The journal
+/// and WAL are this name plus "-journal" and "-wal".
+pub(crate) const DB_NAME: &str = "actor.db";
+
+/// Buffered bytes of one file past which writes are flushed before a sync
+/// asks, to bound host memory during large non-atomic transactions.
+const FLUSH_THRESHOLD: usize = 8 << 20;
+
+/// An SQLite result code, as returned to the guest.
+pub(crate) type Rc = i32;
+
+/// One file's state.
+///
+/// Invariants:
+/// 1. `durable` is the size recorded by the meta key in the KV (`None`: no
+///    meta key), as of the last successful write or load.
+/// 2. `kv_valid <= durable.unwrap_or(0)`: KV chunk bytes at offsets below
+///    `kv_valid` are the file's content unless a dirty chunk overrides them;
+///    everything else not in `dirty` reads as zero.
+/// 3. Every chunk in `dirty` is CHUNK_SIZE bytes and lies below `size`.
+#[derive(Default)]
+struct FileState {
+    exists: bool,
+    size: u64,
+    durable: Option<u64>,
+    kv_valid: u64,
+    dirty: BTreeMap<u32, Box<[u8]>>,
+    meta_dirty: bool,
+    open: bool,
+    lock: i32,
+}
+
+impl FileState {
+    fn from_meta(meta: Option<u64>) -> FileState {
+        FileState {
+            exists: meta.is_some(),
+            size: meta.unwrap_or(0),
+            durable: meta,
+            kv_valid: meta.unwrap_or(0),
+            ..FileState::default()
+        }
+    }
+
+    fn dirty_bytes(&self) -> usize {
+        self.dirty.len() * CHUNK_SIZE
+    }
+
+    /// Whether chunks at or past `count_for(kv_valid)` must be deleted from
+    /// the KV at the next flush.
+    fn has_stale_tail(&self) -> bool {
+        ChunkIndex::count_for(self.kv_valid) < ChunkIndex::count_for(self.durable.unwrap_or(0))
+    }
+
+    fn is_clean(&self) -> bool {
+        self.dirty.is_empty() && !self.meta_dirty && self.durable == self.exists.then_some(self.size)
+    }
+}
+
+/// What BEGIN_ATOMIC_WRITE saw, restored by a rollback.
+struct AtomicWrite {
+    size: u64,
+    kv_valid: u64,
+    meta_dirty: bool,
+}
+
+/// The database files of one actor.
+pub(crate) struct ActorFiles {
+    kv: Arc<dyn KvStore>,
+    actor: ActorId,
+    limits: KvLimits,
+    files: [FileState; 4],
+    /// False until the meta keys are read, and again after a failed write.
+    loaded: bool,
+    /// Set between BEGIN_ATOMIC_WRITE and COMMIT or ROLLBACK (main file).
+    atomic: Option<AtomicWrite>,
+    last_error: Option<String>,
+}
+
+impl ActorFiles {
+    pub(crate) fn new(kv: Arc<dyn KvStore>, actor: ActorId) -> ActorFiles {
+        let limits = kv.limits();
+        ActorFiles {
+            kv,
+            actor,
+            limits,
+            files: Default::default(),
+            loaded: false,
+            atomic: None,
+            last_error: None,
+        }
+    }
+
+    /// The backend these files live in.
+    pub(crate) fn kv(&self) -> &Arc<dyn KvStore> {
+        &self.kv
+    }
+
+    /// The most recent failure's description, for the SQL error message.
+    pub(crate) fn take_last_error(&mut self) -> Option<String> {
+        self.last_error.take()
+    }
+
+    /// The most recent failure's description, left in place (xGetLastError).
+    pub(crate) fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Records a failure for xGetLastError and the SQL error message.
+    pub(crate) fn note_error(&mut self, what: String) {
+        tracing::debug!(actor = %self.actor, "{what}");
+        self.last_error = Some(what);
+    }
+
+    /// Records a failure and returns `rc`.
+    fn fail(&mut self, rc: Rc, what: String) -> Rc {
+        self.note_error(what);
+        rc
+    }
+
+    fn tag_for_name(name: &str) -> Option<FileTag> {
+        match name.strip_prefix(DB_NAME)? {
+            "" => Some(FileTag::Main),
+            "-journal" => Some(FileTag::Journal),
+            "-wal" => Some(FileTag::Wal),
+            _ => None,
+        }
+    }
+
+    /// The tag behind a guest file handle (the handle is the tag's index).
+    pub(crate) fn tag_for_handle(&self, handle: i32) -> Option<FileTag> {
+        let tag = FileTag::from_index(usize::try_from(handle).ok()?)?;
+        self.files[tag.index()].open.then_some(tag)
+    }
+
+    /// Reads the meta keys once per wake (and after a failed write).
+    async fn ensure_loaded(&mut self) -> Result<(), Rc> {
+        if self.loaded {
+            return Ok(());
+        }
+        let keys: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
+        let values = match self.kv.batch_get(&self.actor, &keys).await {
+            Ok(v) => v,
+            Err(e) => return Err(self.fail(ffi::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
+        };
+        for (tag, value) in FileTag::ALL.iter().zip(values) {
+            let meta = match value.as_deref().map(decode_meta).transpose() {
+                Ok(m) => m,
+                Err(e) => return Err(self.fail(ffi::SQLITE_IOERR_READ, format!("{tag:?} file: {e}"))),
+            };
+            let file = &mut self.files[tag.index()];
+            let (open, lock) = (file.open, file.lock);
+            *file = FileState::from_meta(meta);
+            file.open = open;
+            file.lock = lock;
+            if open && !file.exists {
+                // Created but never flushed before a failure: still open.
+                file.exists = true;
+                file.meta_dirty = true;
+            }
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Forgets every buffered write and reloads from the KV on next use:
+    /// after a failed write nothing in memory can be trusted to match it.
+    fn discard_after_failure(&mut self) {
+        for file in &mut self.files {
+            file.dirty.clear();
+        }
+        self.atomic = None;
+        self.loaded = false;
+    }
+
+    /// xOpen: returns the handle.
+    pub(crate) async fn open(&mut self, name: Option<&str>, flags: i32) -> Result<i32, Rc> {
+        let Some(tag) = name.and_then(Self::tag_for_name) else {
+            return Err(self.fail(
+                ffi::SQLITE_CANTOPEN,
+                format!("an actor has one database, {DB_NAME:?}; cannot open {name:?}"),
+            ));
+        };
+        self.ensure_loaded().await?;
+        let file = &mut self.files[tag.index()];
+        if !file.exists {
+            if flags & ffi::SQLITE_OPEN_CREATE == 0 {
+                return Err(ffi::SQLITE_CANTOPEN);
+            }
+            file.exists = true;
+            file.size = 0;
+            file.meta_dirty = true;
+        }
+        file.open = true;
+        Ok(tag as i32)
+    }
+
+    /// xClose: flushes what the file buffered.
+    pub(crate) async fn close(&mut self, tag: FileTag) -> Rc {
+        let rc = self.flush(tag).await;
+        let file = &mut self.files[tag.index()];
+        file.open = false;
+        file.lock = 0;
+        if rc == ffi::SQLITE_OK { ffi::SQLITE_OK } else { ffi::SQLITE_IOERR_CLOSE }
+    }
+
+    /// xDelete: removes every chunk, then the meta key. A crash between the
+    /// two leaves a file of zeros, never stale chunks under a live meta.
+    pub(crate) async fn delete(&mut self, name: &str) -> Rc {
+        let Some(tag) = Self::tag_for_name(name) else {
+            return ffi::SQLITE_IOERR_DELETE_NOENT;
+        };
+        if let Err(rc) = self.ensure_loaded().await {
+            return rc;
+        }
+        let file = &mut self.files[tag.index()];
+        let was_durable = file.durable.is_some();
+        let existed = file.exists;
+        file.dirty.clear();
+        file.exists = false;
+        file.size = 0;
+        file.meta_dirty = false;
+        file.kv_valid = 0;
+        if was_durable {
+            let start = chunk_key(tag, ChunkIndex(0));
+            let result = match self.kv.delete_range(&self.actor, &start, &chunk_range_end(tag)).await {
+                Ok(()) => self.kv.batch_delete(&self.actor, &[meta_key(tag)]).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                self.discard_after_failure();
+                return self.fail(ffi::SQLITE_IOERR_DELETE, format!("deleting {tag:?} file: {e}"));
+            }
+            self.files[tag.index()].durable = None;
+        }
+        if existed { ffi::SQLITE_OK } else { ffi::SQLITE_IOERR_DELETE_NOENT }
+    }
+
+    /// xAccess: whether the file exists (and, for SQLITE_ACCESS_EXISTS, is
+    /// not empty, as the unix VFS reports it).
+    pub(crate) async fn access(&mut self, name: &str, flags: i32) -> Result<bool, Rc> {
+        let Some(tag) = Self::tag_for_name(name) else {
+            return Ok(false);
+        };
+        self.ensure_loaded().await?;
+        let file = &self.files[tag.index()];
+        Ok(match flags {
+            ffi::SQLITE_ACCESS_EXISTS => file.exists && file.size > 0,
+            _ => file.exists,
+        })
+    }
+
+    /// xFileSize.
+    pub(crate) async fn file_size(&mut self, tag: FileTag) -> Result<u64, Rc> {
+        self.ensure_loaded().await?;
+        Ok(self.files[tag.index()].size)
+    }
+
+    /// Fetches `indices` (all below `kv_valid`) from the KV, in batches the
+    /// backend accepts, returning each chunk zero-padded to CHUNK_SIZE and
+    /// zeroed at and past `kv_valid`.
+    async fn fetch_chunks(&mut self, tag: FileTag, indices: &[u32]) -> Result<Vec<Box<[u8]>>, KvError> {
+        let kv_valid = self.files[tag.index()].kv_valid;
+        let mut out = Vec::with_capacity(indices.len());
+        for group in indices.chunks(self.limits.max_keys_per_batch.max(1)) {
+            let values = if let [one] = group {
+                vec![self.kv.get(&self.actor, &chunk_key(tag, ChunkIndex(*one))).await?]
+            } else {
+                let keys: Vec<Bytes> = group.iter().map(|i| chunk_key(tag, ChunkIndex(*i))).collect();
+                self.kv.batch_get(&self.actor, &keys).await?
+            };
+            for (index, value) in group.iter().zip(values) {
+                let mut chunk = vec![0u8; CHUNK_SIZE].into_boxed_slice();
+                if let Some(value) = value {
+                    let valid = (kv_valid - ChunkIndex(*index).offset()).min(CHUNK_SIZE as u64) as usize;
+                    let n = value.len().min(valid);
+                    chunk[..n].copy_from_slice(&value[..n]);
+                }
+                out.push(chunk);
+            }
+        }
+        Ok(out)
+    }
+
+    /// xRead into `out`. Returns SQLITE_IOERR_SHORT_READ, with the tail of
+    /// `out` zeroed, when the read runs past the end of the file.
+    pub(crate) async fn read(&mut self, tag: FileTag, offset: u64, out: &mut [u8]) -> Rc {
+        if let Err(rc) = self.ensure_loaded().await {
+            return rc;
+        }
+        let file = &self.files[tag.index()];
+        let size = file.size;
+        let end = offset.saturating_add(out.len() as u64).min(size.max(offset));
+        let available = (end - offset) as usize;
+        out[available..].fill(0);
+        if available == 0 {
+            return ffi::SQLITE_IOERR_SHORT_READ;
+        }
+        let (Some(first), Some(last)) = (ChunkIndex::containing(offset), ChunkIndex::containing(end - 1)) else {
+            return self.fail(ffi::SQLITE_IOERR_READ, format!("read at offset {offset} is past the largest file"));
+        };
+        let missing: Vec<u32> = (first.0..=last.0)
+            .filter(|i| !file.dirty.contains_key(i) && ChunkIndex(*i).offset() < file.kv_valid)
+            .collect();
+        let fetched = match self.fetch_chunks(tag, &missing).await {
+            Ok(f) => f,
+            Err(e) => {
+                return self.fail(ffi::SQLITE_IOERR_READ, format!("reading {tag:?} file at offset {offset}: {e}"));
+            }
+        };
+        let file = &self.files[tag.index()];
+        let mut fetched = missing.iter().copied().zip(fetched).peekable();
+        for index in first.0..=last.0 {
+            let chunk_start = ChunkIndex(index).offset();
+            let from = offset.max(chunk_start);
+            let to = end.min(chunk_start + CHUNK_SIZE as u64);
+            let dst = &mut out[(from - offset) as usize..(to - offset) as usize];
+            let src_range = (from - chunk_start) as usize..(to - chunk_start) as usize;
+            if let Some(chunk) = file.dirty.get(&index) {
+                dst.copy_from_slice(&chunk[src_range]);
+            } else if fetched.peek().is_some_and(|(i, _)| *i == index) {
+                let (_, chunk) = fetched.next().expect("peeked");
+                dst.copy_from_slice(&chunk[src_range]);
+            } else {
+                dst.fill(0);
+            }
+        }
+        if available < out.len() { ffi::SQLITE_IOERR_SHORT_READ } else { ffi::SQLITE_OK }
+    }
+
+    /// First half of xWrite: loads the chunks that the write covers only in
+    /// part, so that `apply_write` can patch them without waiting.
+    pub(crate) async fn prepare_write(&mut self, tag: FileTag, offset: u64, len: usize) -> Rc {
+        if let Err(rc) = self.ensure_loaded().await {
+            return rc;
+        }
+        let Some(end) = offset.checked_add(len as u64) else {
+            return self.fail(ffi::SQLITE_IOERR_WRITE, format!("write at offset {offset} overflows"));
+        };
+        if len == 0 {
+            return ffi::SQLITE_OK;
+        }
+        let (Some(first), Some(last)) = (ChunkIndex::containing(offset), ChunkIndex::containing(end - 1)) else {
+            return self.fail(ffi::SQLITE_FULL, format!("write at offset {offset} is past the largest file"));
+        };
+        let file = &self.files[tag.index()];
+        let partial = |i: ChunkIndex| offset > i.offset() || end < i.offset() + CHUNK_SIZE as u64;
+        let mut missing: Vec<u32> = [first, last]
+            .into_iter()
+            .filter(|i| partial(*i) && !file.dirty.contains_key(&i.0) && i.offset() < file.kv_valid)
+            .map(|i| i.0)
+            .collect();
+        missing.dedup();
+        match self.fetch_chunks(tag, &missing).await {
+            Ok(chunks) => {
+                let file = &mut self.files[tag.index()];
+                file.dirty.extend(missing.into_iter().zip(chunks));
+                ffi::SQLITE_OK
+            }
+            Err(e) => self.fail(ffi::SQLITE_IOERR_WRITE, format!("reading {tag:?} file before a partial write: {e}")),
+        }
+    }
+
+    /// Second half of xWrite: copies `data` into the buffered chunks. Needs
+    /// `prepare_write` for the same range first.
+    pub(crate) fn apply_write(&mut self, tag: FileTag, offset: u64, data: &[u8]) {
+        let file = &mut self.files[tag.index()];
+        let end = offset + data.len() as u64;
+        let mut pos = offset;
+        while pos < end {
+            let index = ChunkIndex::containing(pos).expect("checked by prepare_write");
+            let chunk_start = index.offset();
+            let to = end.min(chunk_start + CHUNK_SIZE as u64);
+            let chunk = file.dirty.entry(index.0).or_insert_with(|| vec![0u8; CHUNK_SIZE].into_boxed_slice());
+            chunk[(pos - chunk_start) as usize..(to - chunk_start) as usize]
+                .copy_from_slice(&data[(pos - offset) as usize..(to - offset) as usize]);
+            pos = to;
+        }
+        if end > file.size {
+            file.size = end;
+            file.meta_dirty = true;
+        }
+    }
+
+    /// Whether `tag` buffers enough to flush before SQLite asks.
+    pub(crate) fn wants_early_flush(&self, tag: FileTag) -> bool {
+        self.atomic.is_none() && self.files[tag.index()].dirty_bytes() > FLUSH_THRESHOLD
+    }
+
+    /// xTruncate. Shrinking drops buffered chunks past the end and marks the
+    /// KV chunks there stale; the next flush deletes them.
+    pub(crate) async fn truncate(&mut self, tag: FileTag, new_size: u64) -> Rc {
+        if let Err(rc) = self.ensure_loaded().await {
+            return rc;
+        }
+        if ChunkIndex::containing(new_size).is_none() {
+            return self.fail(ffi::SQLITE_IOERR_TRUNCATE, format!("truncate to {new_size} bytes is too large"));
+        }
+        let file = &self.files[tag.index()];
+        if new_size >= file.size {
+            let file = &mut self.files[tag.index()];
+            file.meta_dirty |= new_size != file.size;
+            file.size = new_size;
+            return ffi::SQLITE_OK;
+        }
+        // The chunk that will hold the new last byte keeps its head and loses
+        // its tail, so a later regrowth reads zeros there.
+        let boundary = ChunkIndex::containing(new_size).expect("checked above");
+        let cut_inside = new_size % CHUNK_SIZE as u64 != 0;
+        if cut_inside && !file.dirty.contains_key(&boundary.0) && boundary.offset() < file.kv_valid {
+            match self.fetch_chunks(tag, &[boundary.0]).await {
+                Ok(mut chunks) => {
+                    self.files[tag.index()].dirty.insert(boundary.0, chunks.remove(0));
+                }
+                Err(e) => {
+                    return self.fail(ffi::SQLITE_IOERR_TRUNCATE, format!("reading {tag:?} file to truncate it: {e}"));
+                }
+            }
+        }
+        let file = &mut self.files[tag.index()];
+        let keep = ChunkIndex::count_for(new_size) as u32;
+        file.dirty.retain(|i, _| *i < keep);
+        if cut_inside && let Some(chunk) = file.dirty.get_mut(&boundary.0) {
+            chunk[(new_size - boundary.offset()) as usize..].fill(0);
+        }
+        file.kv_valid = file.kv_valid.min(new_size);
+        file.size = new_size;
+        file.meta_dirty = true;
+        ffi::SQLITE_OK
+    }
+
+    /// The chunk entries (trimmed to the file size) and meta that make the
+    /// KV match the buffered state of `tag`.
+    fn pending_entries(&self, tag: FileTag) -> (Vec<KvEntry>, Option<KvEntry>) {
+        let file = &self.files[tag.index()];
+        let chunks = file
+            .dirty
+            .iter()
+            .map(|(index, chunk)| {
+                let index = ChunkIndex(*index);
+                let len = (file.size - index.offset()).min(CHUNK_SIZE as u64) as usize;
+                (chunk_key(tag, index), Bytes::copy_from_slice(&chunk[..len]))
+            })
+            .collect();
+        let meta = (file.meta_dirty || file.durable != Some(file.size)).then(|| (meta_key(tag), encode_meta(file.size)));
+        (chunks, meta)
+    }
+
+    /// Splits entries into batches within the backend's limits.
+    fn into_batches(&self, entries: Vec<KvEntry>) -> Vec<Vec<KvEntry>> {
+        let mut batches: Vec<Vec<KvEntry>> = Vec::new();
+        let mut bytes = 0usize;
+        for entry in entries {
+            let size = entry.0.len() + entry.1.len();
+            let full = batches.last().is_none_or(|b| {
+                b.len() >= self.limits.max_keys_per_batch || bytes + size > self.limits.max_batch_bytes
+            });
+            if full {
+                batches.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            batches.last_mut().expect("pushed above").push(entry);
+        }
+        batches
+    }
+
+    /// Makes the KV hold everything buffered for `tag` (xSync and friends).
+    ///
+    /// Order matters for a crash part-way: stale chunks are deleted first,
+    /// then the meta goes out with the first batch, so a torn flush can only
+    /// leave a file whose unwritten parts read as zeros, which SQLite's
+    /// journal recovery expects of a torn write.
+    pub(crate) async fn flush(&mut self, tag: FileTag) -> Rc {
+        if !self.loaded || self.files[tag.index()].is_clean() {
+            return ffi::SQLITE_OK;
+        }
+        if !self.files[tag.index()].exists {
+            return ffi::SQLITE_OK;
+        }
+        if self.files[tag.index()].has_stale_tail() {
+            let from = chunk_key(tag, ChunkIndex(ChunkIndex::count_for(self.files[tag.index()].kv_valid) as u32));
+            if let Err(e) = self.kv.delete_range(&self.actor, &from, &chunk_range_end(tag)).await {
+                self.discard_after_failure();
+                return self.fail(ffi::SQLITE_IOERR_FSYNC, format!("deleting truncated {tag:?} chunks: {e}"));
+            }
+        }
+        let (chunks, meta) = self.pending_entries(tag);
+        let mut entries = Vec::with_capacity(chunks.len() + 1);
+        entries.extend(meta);
+        entries.extend(chunks);
+        for batch in self.into_batches(entries) {
+            if let Err(e) = self.kv.batch_put(&self.actor, &batch).await {
+                self.discard_after_failure();
+                return self.fail(ffi::SQLITE_IOERR_FSYNC, format!("writing {tag:?} file: {e}"));
+            }
+        }
+        let file = &mut self.files[tag.index()];
+        file.dirty.clear();
+        file.meta_dirty = false;
+        file.durable = Some(file.size);
+        file.kv_valid = file.size;
+        ffi::SQLITE_OK
+    }
+
+    /// Flushes every file: the safety net after each API call, for
+    /// `PRAGMA synchronous=OFF`, where SQLite never syncs.
+    pub(crate) async fn flush_all(&mut self) -> Rc {
+        for tag in FileTag::ALL {
+            let rc = self.flush(tag).await;
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+        }
+        ffi::SQLITE_OK
+    }
+
+    /// Whether any file holds writes the KV has not seen.
+    pub(crate) fn has_unflushed(&self) -> bool {
+        self.loaded && self.files.iter().any(|f| f.exists && !f.is_clean())
+    }
+
+    async fn begin_atomic(&mut self) -> Rc {
+        let rc = self.flush(FileTag::Main).await;
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        let file = &self.files[FileTag::Main.index()];
+        self.atomic = Some(AtomicWrite { size: file.size, kv_valid: file.kv_valid, meta_dirty: file.meta_dirty });
+        ffi::SQLITE_OK
+    }
+
+    fn rollback_atomic(&mut self) {
+        if let Some(saved) = self.atomic.take() {
+            let file = &mut self.files[FileTag::Main.index()];
+            file.dirty.clear();
+            file.size = saved.size;
+            file.kv_valid = saved.kv_valid;
+            file.meta_dirty = saved.meta_dirty;
+        }
+    }
+
+    /// COMMIT_ATOMIC_WRITE: one `batch_put` of the dirty pages and the meta,
+    /// or an I/O error (and no KV call) when that would break a limit.
+    async fn commit_atomic(&mut self) -> Rc {
+        if self.atomic.is_none() {
+            return ffi::SQLITE_MISUSE;
+        }
+        let tag = FileTag::Main;
+        if self.files[tag.index()].has_stale_tail() {
+            self.rollback_atomic();
+            return self.fail(ffi::SQLITE_IOERR_WRITE, "atomic commit after a truncate; using the journal".into());
+        }
+        let (chunks, meta) = self.pending_entries(tag);
+        let pages = chunks.len();
+        let mut batch = chunks;
+        batch.push(meta.unwrap_or_else(|| (meta_key(tag), encode_meta(self.files[tag.index()].size))));
+        if let Err(e) = self.limits.check_put(&batch) {
+            self.rollback_atomic();
+            return self.fail(
+                ffi::SQLITE_IOERR_WRITE,
+                format!("a commit of {pages} pages does not fit one KV batch ({e}); falling back to the journal"),
+            );
+        }
+        if let Err(e) = self.kv.batch_put(&self.actor, &batch).await {
+            self.rollback_atomic();
+            return self.fail(ffi::SQLITE_IOERR_WRITE, format!("committing {pages} pages: {e}"));
+        }
+        self.atomic = None;
+        let file = &mut self.files[tag.index()];
+        file.dirty.clear();
+        file.meta_dirty = false;
+        file.durable = Some(file.size);
+        file.kv_valid = file.size;
+        ffi::SQLITE_OK
+    }
+
+    /// xFileControl for the ops the host implements; SQLITE_NOTFOUND for
+    /// the rest, which SQLite treats as "not supported".
+    pub(crate) async fn file_control(&mut self, tag: FileTag, op: i32) -> Rc {
+        match (tag, op) {
+            (FileTag::Main, ffi::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE) => self.begin_atomic().await,
+            (FileTag::Main, ffi::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE) => self.commit_atomic().await,
+            (FileTag::Main, ffi::SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE) => {
+                self.rollback_atomic();
+                ffi::SQLITE_OK
+            }
+            _ => ffi::SQLITE_NOTFOUND,
+        }
+    }
+
+    /// xLock / xUnlock: one connection per actor, so every request is
+    /// granted; the level is kept for xCheckReservedLock.
+    pub(crate) fn set_lock(&mut self, tag: FileTag, level: i32) {
+        self.files[tag.index()].lock = level;
+    }
+
+    /// xCheckReservedLock, answered as the unix VFS does for its own process.
+    pub(crate) fn reserved(&self, tag: FileTag) -> bool {
+        self.files[tag.index()].lock > ffi::SQLITE_LOCK_SHARED
+    }
+
+    /// xDeviceCharacteristics: batch-atomic writes for the database file.
+    pub(crate) fn device_characteristics(tag: FileTag) -> i32 {
+        let base = ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE;
+        if tag == FileTag::Main { base | ffi::SQLITE_IOCAP_BATCH_ATOMIC } else { base }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemoryKv;
+
+    fn setup(limits: Option<KvLimits>) -> (Arc<MemoryKv>, ActorFiles, ActorId) {
+        let kv = Arc::new(limits.map(MemoryKv::with_limits).unwrap_or_default());
+        let actor = ActorId::new("files-test").unwrap();
+        let files = ActorFiles::new(kv.clone(), actor.clone());
+        (kv, files, actor)
+    }
+
+    async fn write(files: &mut ActorFiles, tag: FileTag, offset: u64, data: &[u8]) {
+        assert_eq!(files.prepare_write(tag, offset, data.len()).await, ffi::SQLITE_OK);
+        files.apply_write(tag, offset, data);
+    }
+
+    async fn read(files: &mut ActorFiles, tag: FileTag, offset: u64, len: usize) -> (Rc, Vec<u8>) {
+        let mut out = vec![0xAA; len];
+        let rc = files.read(tag, offset, &mut out).await;
+        (rc, out)
+    }
+
+    #[tokio::test]
+    async fn unaligned_writes_survive_a_flush_and_a_reload() {
+        let (kv, mut files, actor) = setup(None);
+        let tag = files.open(Some("actor.db-journal"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
+        let tag = FileTag::from_index(tag as usize).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        write(&mut files, tag, 100, &data).await;
+        assert_eq!(files.flush(tag).await, ffi::SQLITE_OK);
+        // A fresh view of the same KV sees the same bytes.
+        let mut again = ActorFiles::new(kv, actor);
+        again.open(Some("actor.db-journal"), 0).await.unwrap();
+        let (rc, got) = read(&mut again, tag, 0, 10_100).await;
+        assert_eq!(rc, ffi::SQLITE_OK);
+        assert_eq!(&got[..100], &[0u8; 100][..]);
+        assert_eq!(&got[100..], &data[..]);
+    }
+
+    #[tokio::test]
+    async fn short_read_zero_fills_the_tail() {
+        let (_kv, mut files, _) = setup(None);
+        files.open(Some("actor.db"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
+        write(&mut files, FileTag::Main, 0, &[7u8; 10]).await;
+        let (rc, got) = read(&mut files, FileTag::Main, 5, 20).await;
+        assert_eq!(rc, ffi::SQLITE_IOERR_SHORT_READ);
+        assert_eq!(&got[..5], &[7u8; 5]);
+        assert_eq!(&got[5..], &[0u8; 15]);
+    }
+
+    #[tokio::test]
+    async fn truncate_then_regrow_reads_zeros_and_deletes_chunks() {
+        let (kv, mut files, actor) = setup(None);
+        files.open(Some("actor.db"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
+        write(&mut files, FileTag::Main, 0, &vec![9u8; 5 * CHUNK_SIZE]).await;
+        assert_eq!(files.flush(FileTag::Main).await, ffi::SQLITE_OK);
+        assert_eq!(kv.keys(&actor).len(), 6);
+        assert_eq!(files.truncate(FileTag::Main, 100).await, ffi::SQLITE_OK);
+        assert_eq!(files.truncate(FileTag::Main, 3 * CHUNK_SIZE as u64).await, ffi::SQLITE_OK);
+        let (_, got) = read(&mut files, FileTag::Main, 0, 3 * CHUNK_SIZE).await;
+        assert!(got[..100].iter().all(|b| *b == 9) && got[100..].iter().all(|b| *b == 0));
+        assert_eq!(files.flush(FileTag::Main).await, ffi::SQLITE_OK);
+        // Meta + chunk 0 (the only one ever written below the cut) remain.
+        assert_eq!(kv.keys(&actor), vec![meta_key(FileTag::Main), chunk_key(FileTag::Main, ChunkIndex(0))]);
+        let mut again = ActorFiles::new(kv, actor);
+        again.open(Some("actor.db"), 0).await.unwrap();
+        assert_eq!(again.file_size(FileTag::Main).await.unwrap(), 3 * CHUNK_SIZE as u64);
+        let (_, got2) = read(&mut again, FileTag::Main, 0, 3 * CHUNK_SIZE).await;
+        assert_eq!(got, got2);
+    }
+
+    #[tokio::test]
+    async fn atomic_commit_is_one_put_or_an_ioerr_without_kv_calls() {
+        let (kv, mut files, actor) = setup(Some(KvLimits::RIVET));
+        files.open(Some("actor.db"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
+        kv.reset_counters(&actor);
+        assert_eq!(files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE).await, 0);
+        write(&mut files, FileTag::Main, 0, &vec![1u8; 3 * CHUNK_SIZE]).await;
+        assert_eq!(files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE).await, 0);
+        let c = kv.counters(&actor);
+        assert_eq!((c.batch_puts, c.keys_written, c.reads()), (1, 4, 0));
+
+        kv.reset_counters(&actor);
+        assert_eq!(files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE).await, 0);
+        write(&mut files, FileTag::Main, 0, &vec![2u8; 200 * CHUNK_SIZE]).await;
+        let rc = files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE).await;
+        assert_eq!(rc, ffi::SQLITE_IOERR_WRITE);
+        assert!(files.take_last_error().unwrap().contains("does not fit one KV batch"));
+        assert_eq!(kv.counters(&actor).calls(), 0);
+        // The rollback restored the committed state.
+        assert_eq!(files.file_size(FileTag::Main).await.unwrap(), 3 * CHUNK_SIZE as u64);
+        let (_, got) = read(&mut files, FileTag::Main, 0, CHUNK_SIZE).await;
+        assert!(got.iter().all(|b| *b == 1));
+    }
+
+    #[tokio::test]
+    async fn large_flush_respects_batch_limits() {
+        let (kv, mut files, actor) = setup(Some(KvLimits::RIVET));
+        files.open(Some("actor.db-journal"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
+        write(&mut files, FileTag::Journal, 0, &vec![3u8; 600 * CHUNK_SIZE + 17]).await;
+        assert_eq!(files.flush(FileTag::Journal).await, ffi::SQLITE_OK);
+        let c = kv.counters(&actor);
+        assert!(c.max_batch_keys <= 128 && c.max_put_bytes <= 976 * 1024, "{c:?}");
+        assert_eq!(c.keys_written, 602);
+    }
+}

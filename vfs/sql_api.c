@@ -1,0 +1,326 @@
+/*
+** sql_api.c: the SQL surface the host calls. Thin wrappers over the sqlite3_*
+** API, shaped so that one host call does one useful thing: wasqlite_bind sets
+** every parameter from one buffer and wasqlite_step hands back a whole row
+** in one buffer (encodings in wasqlite_abi.h). Each crossing between host
+** and guest costs far more than a C call, so the surface is built to keep
+** them few.
+**
+** Everything exported is named wasqlite_*. Guest memory for arguments comes
+** from wasqlite_malloc and goes back through wasqlite_free.
+**
+** The guest runs one connection at a time (one actor per instance, and
+** SQLITE_THREADSAFE=0), so the row buffer below is shared by all statements:
+** the host reads a row before it steps again.
+*/
+#include "sqlite3.h"
+#include "wasqlite_abi.h"
+
+#include <string.h>
+
+#define WASQLITE_EXPORT(name) __attribute__((export_name(#name)))
+
+/* The one database file an instance opens. The host maps it, and the
+** "-journal" and "-wal" names derived from it, onto the actor's keys. */
+#define DB_NAME "actor.db"
+
+/* What wasqlite_prepare reports about a new statement. */
+typedef struct PrepareResult PrepareResult;
+struct PrepareResult {
+  sqlite3_stmt *pStmt;   /* NULL when the text held only spaces or comments */
+  int32_t tailOffset;    /* Bytes of zSql consumed */
+  int32_t columnCount;   /* sqlite3_column_count() */
+  int32_t paramCount;    /* sqlite3_bind_parameter_count() */
+};
+
+/* Where wasqlite_step and wasqlite_column_names leave their output. */
+typedef struct Buffer Buffer;
+struct Buffer {
+  uint8_t *p;            /* Start; owned by this file, valid until next use */
+  int32_t n;             /* Bytes used */
+};
+
+static uint8_t *outBuf = 0;   /* Reused for rows and column names */
+static int32_t outCap = 0;    /* Bytes allocated at outBuf */
+static int32_t outLen = 0;    /* Bytes written at outBuf */
+
+/* Make room for n more bytes in the output buffer. */
+static int outReserve(int64_t n){
+  int64_t need = (int64_t)outLen + n;
+  if( need<=outCap ) return SQLITE_OK;
+  if( need>0x7fffffff ) return SQLITE_TOOBIG;
+  int64_t cap = outCap ? outCap : 256;
+  while( cap<need ) cap *= 2;
+  if( cap>0x7fffffff ) cap = 0x7fffffff;
+  uint8_t *p = sqlite3_realloc64(outBuf, (sqlite3_uint64)cap);
+  if( p==0 ) return SQLITE_NOMEM;
+  outBuf = p;
+  outCap = (int32_t)cap;
+  return SQLITE_OK;
+}
+
+/* wasm32 is little-endian, so native stores give the documented encoding. */
+static void outPut(const void *p, int32_t n){
+  if( n>0 ) memcpy(outBuf + outLen, p, (size_t)n);
+  outLen += n;
+}
+
+WASQLITE_EXPORT(wasqlite_abi_version)
+int32_t wasqlite_abi_version(void){
+  return WASQLITE_ABI_VERSION;
+}
+
+WASQLITE_EXPORT(wasqlite_malloc)
+void *wasqlite_malloc(int32_t n){
+  return n>0 ? sqlite3_malloc(n) : 0;
+}
+
+WASQLITE_EXPORT(wasqlite_free)
+void wasqlite_free(void *p){
+  sqlite3_free(p);
+}
+
+/*
+** Open the actor's database. Page size, journal mode and exclusive locking
+** are compile-time defaults (wasm/flags), so opening does no I/O: the first
+** statement reads the header.
+*/
+WASQLITE_EXPORT(wasqlite_open)
+int32_t wasqlite_open(sqlite3 **ppDb){
+  int rc = sqlite3_open_v2(DB_NAME, ppDb,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_EXRESCODE, 0);
+  if( rc==SQLITE_OK ) sqlite3_extended_result_codes(*ppDb, 1);
+  return rc;
+}
+
+WASQLITE_EXPORT(wasqlite_close)
+int32_t wasqlite_close(sqlite3 *db){
+  return sqlite3_close(db);
+}
+
+WASQLITE_EXPORT(wasqlite_prepare)
+int32_t wasqlite_prepare(
+  sqlite3 *db, const char *zSql, int32_t nSql, PrepareResult *pOut
+){
+  const char *zTail = zSql;
+  sqlite3_stmt *pStmt = 0;
+  int rc = sqlite3_prepare_v3(db, zSql, nSql, 0, &pStmt, &zTail);
+  pOut->pStmt = pStmt;
+  pOut->tailOffset = zTail ? (int32_t)(zTail - zSql) : nSql;
+  pOut->columnCount = pStmt ? sqlite3_column_count(pStmt) : 0;
+  pOut->paramCount = pStmt ? sqlite3_bind_parameter_count(pStmt) : 0;
+  return rc;
+}
+
+/* Read helpers for wasqlite_bind: each fails when the record runs short. */
+static int takeU32(const uint8_t **pp, const uint8_t *pEnd, uint32_t *pOut){
+  if( pEnd - *pp < 4 ) return 0;
+  memcpy(pOut, *pp, 4);
+  *pp += 4;
+  return 1;
+}
+
+static int takeBytes(const uint8_t **pp, const uint8_t *pEnd, uint32_t n){
+  if( (uint64_t)(pEnd - *pp) < n ) return 0;
+  *pp += n;
+  return 1;
+}
+
+/*
+** Bind every parameter from one encoded buffer (wasqlite_abi.h). Bindings
+** left from an earlier execution are cleared first. Returns SQLITE_RANGE for
+** an index or name the statement does not have, and WASQLITE_BAD_PARAMS for
+** a buffer that does not decode.
+*/
+WASQLITE_EXPORT(wasqlite_bind)
+int32_t wasqlite_bind(sqlite3_stmt *pStmt, const uint8_t *p, int32_t n){
+  const uint8_t *pEnd = p + n;
+  sqlite3_clear_bindings(pStmt);
+  while( p<pEnd ){
+    uint32_t idx, len;
+    int rc;
+    if( !takeU32(&p, pEnd, &idx) ) return WASQLITE_BAD_PARAMS;
+    if( idx==0 ){
+      char zName[256];
+      const uint8_t *zStart;
+      if( !takeU32(&p, pEnd, &len) || len>=sizeof(zName) ) return WASQLITE_BAD_PARAMS;
+      zStart = p;
+      if( !takeBytes(&p, pEnd, len) ) return WASQLITE_BAD_PARAMS;
+      memcpy(zName, zStart, len);
+      zName[len] = 0;
+      idx = (uint32_t)sqlite3_bind_parameter_index(pStmt, zName);
+      if( idx==0 ) return SQLITE_RANGE;
+    }
+    if( p>=pEnd ) return WASQLITE_BAD_PARAMS;
+    switch( *p++ ){
+      case WASQLITE_INTEGER: {
+        int64_t v;
+        if( pEnd - p < 8 ) return WASQLITE_BAD_PARAMS;
+        memcpy(&v, p, 8);
+        p += 8;
+        rc = sqlite3_bind_int64(pStmt, (int)idx, v);
+        break;
+      }
+      case WASQLITE_REAL: {
+        double v;
+        if( pEnd - p < 8 ) return WASQLITE_BAD_PARAMS;
+        memcpy(&v, p, 8);
+        p += 8;
+        rc = sqlite3_bind_double(pStmt, (int)idx, v);
+        break;
+      }
+      case WASQLITE_TEXT:
+      case WASQLITE_BLOB: {
+        int isText = p[-1]==WASQLITE_TEXT;
+        const uint8_t *zStart;
+        if( !takeU32(&p, pEnd, &len) ) return WASQLITE_BAD_PARAMS;
+        zStart = p;
+        if( !takeBytes(&p, pEnd, len) ) return WASQLITE_BAD_PARAMS;
+        rc = isText
+          ? sqlite3_bind_text64(pStmt, (int)idx, (const char *)zStart, len,
+                                SQLITE_TRANSIENT, SQLITE_UTF8)
+          : sqlite3_bind_blob64(pStmt, (int)idx, zStart, len, SQLITE_TRANSIENT);
+        break;
+      }
+      case WASQLITE_NULL:
+        rc = sqlite3_bind_null(pStmt, (int)idx);
+        break;
+      default:
+        return WASQLITE_BAD_PARAMS;
+    }
+    if( rc!=SQLITE_OK ) return rc;
+  }
+  return SQLITE_OK;
+}
+
+/* Append column i of the current row to the output buffer. */
+static int encodeColumn(sqlite3_stmt *pStmt, int i){
+  int type = sqlite3_column_type(pStmt, i);
+  int rc;
+  uint8_t tag;
+  switch( type ){
+    case SQLITE_INTEGER: {
+      int64_t v = sqlite3_column_int64(pStmt, i);
+      if( (rc = outReserve(9))!=SQLITE_OK ) return rc;
+      tag = WASQLITE_INTEGER;
+      outPut(&tag, 1);
+      outPut(&v, 8);
+      return SQLITE_OK;
+    }
+    case SQLITE_FLOAT: {
+      double v = sqlite3_column_double(pStmt, i);
+      if( (rc = outReserve(9))!=SQLITE_OK ) return rc;
+      tag = WASQLITE_REAL;
+      outPut(&tag, 1);
+      outPut(&v, 8);
+      return SQLITE_OK;
+    }
+    case SQLITE_TEXT:
+    case SQLITE_BLOB: {
+      const void *z = type==SQLITE_TEXT
+        ? (const void *)sqlite3_column_text(pStmt, i)
+        : sqlite3_column_blob(pStmt, i);
+      uint32_t n = (uint32_t)sqlite3_column_bytes(pStmt, i);
+      /* A NULL pointer with a text or blob type means SQLite ran out of
+      ** memory converting the value, except for a zero-length blob. */
+      if( z==0 && n>0 ) return SQLITE_NOMEM;
+      if( (rc = outReserve(5 + (int64_t)n))!=SQLITE_OK ) return rc;
+      tag = type==SQLITE_TEXT ? WASQLITE_TEXT : WASQLITE_BLOB;
+      outPut(&tag, 1);
+      outPut(&n, 4);
+      outPut(z, (int32_t)n);
+      return SQLITE_OK;
+    }
+    default:
+      if( (rc = outReserve(1))!=SQLITE_OK ) return rc;
+      tag = WASQLITE_NULL;
+      outPut(&tag, 1);
+      return SQLITE_OK;
+  }
+}
+
+/*
+** Step a statement. On SQLITE_ROW the whole row is encoded into a buffer
+** that stays valid until the next call into this file, and *pOut says where.
+*/
+WASQLITE_EXPORT(wasqlite_step)
+int32_t wasqlite_step(sqlite3_stmt *pStmt, Buffer *pOut){
+  int rc = sqlite3_step(pStmt);
+  pOut->p = 0;
+  pOut->n = 0;
+  if( rc==SQLITE_ROW ){
+    int nCol = sqlite3_column_count(pStmt);
+    int i, rc2;
+    outLen = 0;
+    for(i=0; i<nCol; i++){
+      if( (rc2 = encodeColumn(pStmt, i))!=SQLITE_OK ) return rc2;
+    }
+    pOut->p = outBuf;
+    pOut->n = outLen;
+  }
+  return rc;
+}
+
+/*
+** Encode the column names of a statement, each as a u32 length and UTF-8
+** bytes, into the shared output buffer.
+*/
+WASQLITE_EXPORT(wasqlite_column_names)
+int32_t wasqlite_column_names(sqlite3_stmt *pStmt, Buffer *pOut){
+  int nCol = sqlite3_column_count(pStmt);
+  int i, rc;
+  outLen = 0;
+  for(i=0; i<nCol; i++){
+    const char *z = sqlite3_column_name(pStmt, i);
+    uint32_t n;
+    if( z==0 ) return SQLITE_NOMEM;
+    n = (uint32_t)strlen(z);
+    if( (rc = outReserve(4 + (int64_t)n))!=SQLITE_OK ) return rc;
+    outPut(&n, 4);
+    outPut(z, (int32_t)n);
+  }
+  pOut->p = outBuf;
+  pOut->n = outLen;
+  return SQLITE_OK;
+}
+
+WASQLITE_EXPORT(wasqlite_reset)
+int32_t wasqlite_reset(sqlite3_stmt *pStmt){
+  return sqlite3_reset(pStmt);
+}
+
+WASQLITE_EXPORT(wasqlite_finalize)
+int32_t wasqlite_finalize(sqlite3_stmt *pStmt){
+  return sqlite3_finalize(pStmt);
+}
+
+WASQLITE_EXPORT(wasqlite_changes)
+int64_t wasqlite_changes(sqlite3 *db){
+  return sqlite3_changes64(db);
+}
+
+WASQLITE_EXPORT(wasqlite_last_insert_rowid)
+int64_t wasqlite_last_insert_rowid(sqlite3 *db){
+  return sqlite3_last_insert_rowid(db);
+}
+
+WASQLITE_EXPORT(wasqlite_errcode)
+int32_t wasqlite_errcode(sqlite3 *db){
+  return sqlite3_extended_errcode(db);
+}
+
+/* NUL-terminated UTF-8, owned by SQLite, valid until the next API call. */
+WASQLITE_EXPORT(wasqlite_errmsg)
+const char *wasqlite_errmsg(sqlite3 *db){
+  return sqlite3_errmsg(db);
+}
+
+WASQLITE_EXPORT(wasqlite_interrupt)
+void wasqlite_interrupt(sqlite3 *db){
+  sqlite3_interrupt(db);
+}
+
+WASQLITE_EXPORT(wasqlite_autocommit)
+int32_t wasqlite_autocommit(sqlite3 *db){
+  return sqlite3_get_autocommit(db);
+}
