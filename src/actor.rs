@@ -6,6 +6,8 @@
 //! actor by value and drop its Store, so its linear memory goes back to the
 //! OS the moment they return.
 
+use std::sync::Arc;
+
 use libsqlite3_sys as ffi;
 use wasmtime::Store;
 
@@ -13,17 +15,19 @@ use crate::actor_id::ActorId;
 use crate::error::Error;
 use crate::guest::abi::BAD_PARAMS;
 use crate::guest::exports::{GuestApi, Prepared};
-use crate::host::AwakeGuard;
+use crate::host::{AwakeGuard, HostInner, Instance};
 use crate::migrations::Migrations;
 use crate::sql::cache::StatementCache;
 use crate::sql::params::Params;
 use crate::sql::row::{Row, Rows, decode_names, decode_row};
 use crate::sql::transaction::Transaction;
 use crate::state::ActorState;
+use crate::vfs::layout::FileTag;
 
 /// An awake actor.
 pub struct Actor {
     id: ActorId,
+    host: Arc<HostInner>,
     store: Store<ActorState>,
     api: GuestApi,
     /// The guest's `sqlite3*`.
@@ -48,8 +52,19 @@ struct Outcome {
 }
 
 impl Actor {
-    pub(crate) fn new(id: ActorId, store: Store<ActorState>, api: GuestApi, db: i32, awake: AwakeGuard) -> Actor {
-        Actor { id, store, api, db, cache: StatementCache::default(), poisoned: None, rollback_pending: false, _awake: awake }
+    pub(crate) fn new(id: ActorId, host: Arc<HostInner>, instance: Instance, awake: AwakeGuard) -> Actor {
+        let Instance { store, api, db } = instance;
+        Actor {
+            id,
+            host,
+            store,
+            api,
+            db,
+            cache: StatementCache::default(),
+            poisoned: None,
+            rollback_pending: false,
+            _awake: awake,
+        }
     }
 
     /// The actor's id.
@@ -196,6 +211,41 @@ impl Actor {
         Ok(())
     }
 
+    /// In exclusive locking mode SQLite keeps a rollback journal open once
+    /// it has used one (the first transaction on an empty database, or a
+    /// commit too large for one KV batch), and while it is open every later
+    /// commit goes through it instead of the one-put batch-atomic path.
+    /// Between transactions, switching journal_mode to MEMORY and back
+    /// closes it.
+    async fn release_journal(&mut self) {
+        let Ok(true) = self.api.autocommit(&mut self.store, self.db).await else { return };
+        let mut rows = None;
+        if self.run_cached("PRAGMA journal_mode", &Params::None, Some(&mut rows)).await.is_err() {
+            return;
+        }
+        let mode = rows.and_then(|r| r.get(0).and_then(|row| row.get::<String>(0).ok()));
+        if mode.as_deref() != Some("delete") || self.run_batch("PRAGMA journal_mode=MEMORY; PRAGMA journal_mode=DELETE").await.is_err() {
+            return;
+        }
+        // A cold journal is dead weight (up to a transaction's worth of
+        // pages): delete it, as journal_mode=DELETE would outside exclusive
+        // mode.
+        self.store.data_mut().files.delete_journal_if_cold().await;
+    }
+
+    /// Replaces the instance with a fresh one over the same KV. Statement
+    /// handles and any open transaction die with the old instance.
+    async fn reset(&mut self) -> Result<(), Error> {
+        let fresh = self.host.instantiate(&self.id).await?;
+        tracing::info!(actor = %self.id, "instance restarted after a failed KV write");
+        self.store = fresh.store;
+        self.api = fresh.api;
+        self.db = fresh.db;
+        self.cache = StatementCache::default();
+        self.rollback_pending = false;
+        Ok(())
+    }
+
     pub(crate) fn schedule_rollback(&mut self) {
         self.rollback_pending = true;
     }
@@ -223,15 +273,31 @@ impl Actor {
         if let Err(Error::Guest { context, message }) = &result {
             self.poisoned = Some(format!("guest failure while {context}: {message}"));
         }
+        if self.poisoned.is_none() && self.store.data().files.is_open(FileTag::Journal) {
+            self.release_journal().await;
+        }
+        if self.poisoned.is_some() {
+            return result;
+        }
         // With synchronous=OFF SQLite never syncs; flush here so that a
         // statement that returned has reached the KV.
-        if self.poisoned.is_none() && self.store.data().files.has_unflushed() {
+        let mut result = result;
+        if self.store.data().files.has_unflushed() {
             let rc = self.store.data_mut().files.flush_all().await;
-            if rc != ffi::SQLITE_OK {
+            if rc != ffi::SQLITE_OK && result.is_ok() {
                 let kv = self.store.data_mut().files.take_last_error();
-                let reason = format!("writing to the KV after a statement failed: {}", kv.clone().unwrap_or_default());
-                self.poisoned = Some(reason);
-                return Err(Error::Sqlite { code: rc, message: "disk I/O error".into(), kv });
+                let message = "the statement ran, but its writes did not reach the KV".into();
+                result = Err(Error::Sqlite { code: rc, message, kv });
+            }
+        }
+        // After a failed KV write the guest may hold pages and a journal that
+        // the KV never got. Its durable state is exactly what the KV holds,
+        // so start over from there: a fresh instance recovers any hot journal
+        // and reads only committed data. The warm cache is the only loss.
+        let files = &mut self.store.data_mut().files;
+        if files.take_write_failed() && (result.is_err() || files.has_unflushed()) {
+            if let Err(e) = self.reset().await {
+                self.poisoned = Some(format!("restarting after a failed KV write: {e}"));
             }
         }
         result

@@ -39,9 +39,35 @@ pub(crate) struct HostInner {
     awake: Mutex<HashSet<ActorId>>,
 }
 
+/// A fresh guest instance with the actor's database open.
+pub(crate) struct Instance {
+    pub(crate) store: Store<ActorState>,
+    pub(crate) api: GuestApi,
+    /// The guest's `sqlite3*`.
+    pub(crate) db: i32,
+}
+
 impl HostInner {
     fn awake(&self) -> std::sync::MutexGuard<'_, HashSet<ActorId>> {
         self.awake.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Builds a Store, instantiates the guest in it and opens the database.
+    /// On error everything built is dropped before returning.
+    pub(crate) async fn instantiate(&self, id: &ActorId) -> Result<Instance, Error> {
+        let state =
+            ActorState::new(self.kv.clone(), id.clone(), self.gauges.clone(), self.config.engine.max_memory, self.config.seed);
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|state| state.limiter());
+        let instance = self
+            .runtime
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| Error::Guest { context: "instantiating the guest", message: format!("{e:?}") })?;
+        let api = GuestApi::new(&mut store, &instance).await?;
+        let db = api.open(&mut store).await?;
+        Ok(Instance { store, api, db })
     }
 }
 
@@ -157,27 +183,10 @@ impl Host {
             return Err(Error::AlreadyAwake { id });
         }
         let guard = AwakeGuard { host: self.inner.clone(), id: id.clone() };
-        let inner = &self.inner;
-        let state = ActorState::new(
-            inner.kv.clone(),
-            id.clone(),
-            inner.gauges.clone(),
-            inner.config.engine.max_memory,
-            inner.config.seed,
-        );
-        let mut store = Store::new(&inner.runtime.engine, state);
-        store.limiter(|state| state.limiter());
-        let instance = inner
-            .runtime
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| Error::Guest { context: "instantiating the guest", message: format!("{e:?}") })?;
-        let api = GuestApi::new(&mut store, &instance).await?;
-        let db = api.open(&mut store).await?;
-        let mut actor = Actor::new(id, store, api, db, guard);
-        if !inner.config.migrations.is_empty() {
-            actor.migrate(&inner.config.migrations).await?;
+        let instance = self.inner.instantiate(&id).await?;
+        let mut actor = Actor::new(id, self.inner.clone(), instance, guard);
+        if !self.inner.config.migrations.is_empty() {
+            actor.migrate(&self.inner.config.migrations).await?;
         }
         Ok(actor)
     }

@@ -6,6 +6,7 @@
 //! between actors (redb, a remote KV) prefix keys with the actor id; the keys
 //! passed through this trait never contain it.
 
+mod fault;
 mod memory;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 
 use crate::actor_id::ActorId;
 
+pub use fault::{FaultKv, FaultPlan};
 pub use memory::{KvCounters, MemoryKv};
 
 /// A key and its value.
@@ -150,4 +152,37 @@ pub trait KvStore: Send + Sync + fmt::Debug + 'static {
 
     /// Every actor that has at least one key, in id order.
     async fn list_actors(&self) -> Result<Vec<ActorId>, KvError>;
+}
+
+/// A shared backend is a backend: lets wrappers like [`FaultKv`] sit over an
+/// `Arc` that a test also keeps, to read counters or keys.
+#[async_trait]
+impl<K: KvStore + ?Sized> KvStore for std::sync::Arc<K> {
+    fn limits(&self) -> KvLimits {
+        (**self).limits()
+    }
+    async fn get(&self, actor: &ActorId, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        (**self).get(actor, key).await
+    }
+    async fn batch_get(&self, actor: &ActorId, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, KvError> {
+        (**self).batch_get(actor, keys).await
+    }
+    async fn batch_put(&self, actor: &ActorId, entries: &[KvEntry]) -> Result<(), KvError> {
+        (**self).batch_put(actor, entries).await
+    }
+    async fn batch_delete(&self, actor: &ActorId, keys: &[Bytes]) -> Result<(), KvError> {
+        (**self).batch_delete(actor, keys).await
+    }
+    async fn delete_range(&self, actor: &ActorId, start: &[u8], end: &[u8]) -> Result<(), KvError> {
+        (**self).delete_range(actor, start, end).await
+    }
+    async fn list_prefix(&self, actor: &ActorId, prefix: &[u8]) -> Result<Vec<KvEntry>, KvError> {
+        (**self).list_prefix(actor, prefix).await
+    }
+    async fn delete_actor(&self, actor: &ActorId) -> Result<(), KvError> {
+        (**self).delete_actor(actor).await
+    }
+    async fn list_actors(&self) -> Result<Vec<ActorId>, KvError> {
+        (**self).list_actors().await
+    }
 }

@@ -12,9 +12,11 @@
 //! not fit the backend's batch limits, the commit fails with an I/O error
 //! before touching the KV, and SQLite falls back to its rollback journal.
 //!
-//! After any failed KV write the in-memory state is thrown away and reloaded
-//! from the KV on the next call, so this layer never believes something the
-//! KV does not hold.
+//! A failed flush keeps its buffers, as an OS page cache keeps pages after a
+//! failed fsync: SQLite may read back what it wrote (a rollback replays the
+//! journal it just wrote), and the next flush retries. Because the journal is
+//! always flushed before the database file, whatever subset of writes has
+//! reached the KV when the host dies is one SQLite recovers from.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,11 +101,13 @@ pub(crate) struct ActorFiles {
     actor: ActorId,
     limits: KvLimits,
     files: [FileState; 4],
-    /// False until the meta keys are read, and again after a failed write.
+    /// False until the meta keys are read, once per wake.
     loaded: bool,
     /// Set between BEGIN_ATOMIC_WRITE and COMMIT or ROLLBACK (main file).
     atomic: Option<AtomicWrite>,
     last_error: Option<String>,
+    /// A KV write failed: the buffers may hold what the KV does not.
+    write_failed: bool,
 }
 
 impl ActorFiles {
@@ -117,6 +121,7 @@ impl ActorFiles {
             loaded: false,
             atomic: None,
             last_error: None,
+            write_failed: false,
         }
     }
 
@@ -147,6 +152,17 @@ impl ActorFiles {
         rc
     }
 
+    /// Records a failed KV write and returns `rc`.
+    fn fail_write(&mut self, rc: Rc, what: String) -> Rc {
+        self.write_failed = true;
+        self.fail(rc, what)
+    }
+
+    /// Whether a KV write failed since the last call, clearing the mark.
+    pub(crate) fn take_write_failed(&mut self) -> bool {
+        std::mem::take(&mut self.write_failed)
+    }
+
     fn tag_for_name(name: &str) -> Option<FileTag> {
         match name.strip_prefix(DB_NAME)? {
             "" => Some(FileTag::Main),
@@ -156,13 +172,18 @@ impl ActorFiles {
         }
     }
 
+    /// Whether SQLite holds `tag` open.
+    pub(crate) fn is_open(&self, tag: FileTag) -> bool {
+        self.files[tag.index()].open
+    }
+
     /// The tag behind a guest file handle (the handle is the tag's index).
     pub(crate) fn tag_for_handle(&self, handle: i32) -> Option<FileTag> {
         let tag = FileTag::from_index(usize::try_from(handle).ok()?)?;
         self.files[tag.index()].open.then_some(tag)
     }
 
-    /// Reads the meta keys once per wake (and after a failed write).
+    /// Reads the meta keys, once per wake.
     async fn ensure_loaded(&mut self) -> Result<(), Rc> {
         if self.loaded {
             return Ok(());
@@ -177,29 +198,10 @@ impl ActorFiles {
                 Ok(m) => m,
                 Err(e) => return Err(self.fail(ffi::SQLITE_IOERR_READ, format!("{tag:?} file: {e}"))),
             };
-            let file = &mut self.files[tag.index()];
-            let (open, lock) = (file.open, file.lock);
-            *file = FileState::from_meta(meta);
-            file.open = open;
-            file.lock = lock;
-            if open && !file.exists {
-                // Created but never flushed before a failure: still open.
-                file.exists = true;
-                file.meta_dirty = true;
-            }
+            self.files[tag.index()] = FileState::from_meta(meta);
         }
         self.loaded = true;
         Ok(())
-    }
-
-    /// Forgets every buffered write and reloads from the KV on next use:
-    /// after a failed write nothing in memory can be trusted to match it.
-    fn discard_after_failure(&mut self) {
-        for file in &mut self.files {
-            file.dirty.clear();
-        }
-        self.atomic = None;
-        self.loaded = false;
     }
 
     /// xOpen: returns the handle.
@@ -242,6 +244,8 @@ impl ActorFiles {
         if let Err(rc) = self.ensure_loaded().await {
             return rc;
         }
+        // From here every KV chunk of the file is stale (kv_valid = 0), so a
+        // failure part-way leaves nothing that could be read back.
         let file = &mut self.files[tag.index()];
         let was_durable = file.durable.is_some();
         let existed = file.exists;
@@ -257,12 +261,32 @@ impl ActorFiles {
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
-                self.discard_after_failure();
-                return self.fail(ffi::SQLITE_IOERR_DELETE, format!("deleting {tag:?} file: {e}"));
+                return self.fail_write(ffi::SQLITE_IOERR_DELETE, format!("deleting {tag:?} file: {e}"));
             }
             self.files[tag.index()].durable = None;
         }
         if existed { ffi::SQLITE_OK } else { ffi::SQLITE_IOERR_DELETE_NOENT }
+    }
+
+    /// Deletes the rollback journal if SQLite has closed it and it is cold
+    /// (its header zeroed: the commit point of a journal commit in exclusive
+    /// locking mode). A journal with a live header may be needed to roll
+    /// back a failed commit on the next wake, and is left alone.
+    pub(crate) async fn delete_journal_if_cold(&mut self) -> Rc {
+        let tag = FileTag::Journal;
+        let file = &self.files[tag.index()];
+        if !self.loaded || file.open || !file.exists {
+            return ffi::SQLITE_OK;
+        }
+        let mut header = [0u8; 28];
+        let rc = self.read(tag, 0, &mut header).await;
+        if rc != ffi::SQLITE_OK && rc != ffi::SQLITE_IOERR_SHORT_READ {
+            return rc;
+        }
+        if header.iter().any(|b| *b != 0) {
+            return ffi::SQLITE_OK;
+        }
+        self.delete(&format!("{DB_NAME}-journal")).await
     }
 
     /// xAccess: whether the file exists (and, for SQLITE_ACCESS_EXISTS, is
@@ -496,22 +520,31 @@ impl ActorFiles {
 
     /// Makes the KV hold everything buffered for `tag` (xSync and friends).
     ///
-    /// Order matters for a crash part-way: stale chunks are deleted first,
-    /// then the meta goes out with the first batch, so a torn flush can only
-    /// leave a file whose unwritten parts read as zeros, which SQLite's
-    /// journal recovery expects of a torn write.
+    /// Order matters for a crash part-way. The journal goes out before the
+    /// database file, always: SQLite's batch-atomic fallback writes database
+    /// pages right after creating the journal, without syncing it between.
+    /// Within a file, stale chunks are deleted first and the meta goes out
+    /// with the first batch, so a torn flush can only leave a file whose
+    /// unwritten parts read as zeros, which SQLite's recovery expects of a
+    /// torn write.
+    ///
+    /// On failure the buffers stay (see the module doc) and the next flush
+    /// writes them again; every write here is idempotent.
     pub(crate) async fn flush(&mut self, tag: FileTag) -> Rc {
-        if !self.loaded || self.files[tag.index()].is_clean() {
-            return ffi::SQLITE_OK;
+        if tag == FileTag::Main {
+            let rc = Box::pin(self.flush(FileTag::Journal)).await;
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
         }
-        if !self.files[tag.index()].exists {
+        let file = &self.files[tag.index()];
+        if !self.loaded || !file.exists || file.is_clean() {
             return ffi::SQLITE_OK;
         }
         if self.files[tag.index()].has_stale_tail() {
             let from = chunk_key(tag, ChunkIndex(ChunkIndex::count_for(self.files[tag.index()].kv_valid) as u32));
             if let Err(e) = self.kv.delete_range(&self.actor, &from, &chunk_range_end(tag)).await {
-                self.discard_after_failure();
-                return self.fail(ffi::SQLITE_IOERR_FSYNC, format!("deleting truncated {tag:?} chunks: {e}"));
+                return self.fail_write(ffi::SQLITE_IOERR_FSYNC, format!("deleting truncated {tag:?} chunks: {e}"));
             }
         }
         let (chunks, meta) = self.pending_entries(tag);
@@ -520,8 +553,7 @@ impl ActorFiles {
         entries.extend(chunks);
         for batch in self.into_batches(entries) {
             if let Err(e) = self.kv.batch_put(&self.actor, &batch).await {
-                self.discard_after_failure();
-                return self.fail(ffi::SQLITE_IOERR_FSYNC, format!("writing {tag:?} file: {e}"));
+                return self.fail_write(ffi::SQLITE_IOERR_FSYNC, format!("writing {tag:?} file: {e}"));
             }
         }
         let file = &mut self.files[tag.index()];
@@ -535,7 +567,7 @@ impl ActorFiles {
     /// Flushes every file: the safety net after each API call, for
     /// `PRAGMA synchronous=OFF`, where SQLite never syncs.
     pub(crate) async fn flush_all(&mut self) -> Rc {
-        for tag in FileTag::ALL {
+        for tag in [FileTag::Journal, FileTag::Wal, FileTag::Main] {
             let rc = self.flush(tag).await;
             if rc != ffi::SQLITE_OK {
                 return rc;
@@ -593,7 +625,7 @@ impl ActorFiles {
         }
         if let Err(e) = self.kv.batch_put(&self.actor, &batch).await {
             self.rollback_atomic();
-            return self.fail(ffi::SQLITE_IOERR_WRITE, format!("committing {pages} pages: {e}"));
+            return self.fail_write(ffi::SQLITE_IOERR_WRITE, format!("committing {pages} pages: {e}"));
         }
         self.atomic = None;
         let file = &mut self.files[tag.index()];
@@ -712,6 +744,7 @@ mod tests {
     async fn atomic_commit_is_one_put_or_an_ioerr_without_kv_calls() {
         let (kv, mut files, actor) = setup(Some(KvLimits::RIVET));
         files.open(Some("actor.db"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
+        assert_eq!(files.flush(FileTag::Main).await, ffi::SQLITE_OK);
         kv.reset_counters(&actor);
         assert_eq!(files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE).await, 0);
         write(&mut files, FileTag::Main, 0, &vec![1u8; 3 * CHUNK_SIZE]).await;

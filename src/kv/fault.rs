@@ -1,0 +1,143 @@
+//! `FaultKv`: wraps any backend and injects failures on a schedule, for
+//! tests, simulation and fuzzing. Every call is one numbered operation
+//! (0, 1, 2, ...), whatever its kind; the plan names operations by number.
+//!
+//! A failed operation changes nothing in the wrapped store, so `batch_put`
+//! stays all-or-nothing exactly as the real backends promise.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{KvEntry, KvError, KvLimits, KvStore};
+use crate::actor_id::ActorId;
+
+/// When operations fail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FaultPlan {
+    /// Nothing fails.
+    #[default]
+    Healthy,
+    /// Operation `k` fails; later ones succeed.
+    FailOnce(u64),
+    /// Operation `k` and every one after it fail, as if the process had died
+    /// at `k`: nothing from `k` on reaches the store.
+    CrashAt(u64),
+    /// Every write (`batch_put`, `batch_delete`, `delete_range`,
+    /// `delete_actor`) fails; reads work.
+    FailWrites,
+}
+
+/// A fault-injecting wrapper around a `KvStore`.
+#[derive(Debug)]
+pub struct FaultKv<K> {
+    inner: K,
+    plan: Mutex<FaultPlan>,
+    delay: Mutex<Option<Duration>>,
+    next_op: AtomicU64,
+}
+
+impl<K: KvStore> FaultKv<K> {
+    /// Wraps `inner`, healthy until told otherwise.
+    pub fn new(inner: K) -> Self {
+        FaultKv { inner, plan: Mutex::default(), delay: Mutex::default(), next_op: AtomicU64::new(0) }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &K {
+        &self.inner
+    }
+
+    /// Replaces the plan and restarts operation numbering at 0.
+    pub fn set_plan(&self, plan: FaultPlan) {
+        *self.plan.lock().unwrap_or_else(|p| p.into_inner()) = plan;
+        self.next_op.store(0, Ordering::SeqCst);
+    }
+
+    /// Delays every operation by `delay` (a yield to the runtime at least).
+    pub fn set_delay(&self, delay: Option<Duration>) {
+        *self.delay.lock().unwrap_or_else(|p| p.into_inner()) = delay;
+    }
+
+    /// Operations numbered since the last `set_plan`.
+    pub fn ops(&self) -> u64 {
+        self.next_op.load(Ordering::SeqCst)
+    }
+
+    /// Whether a `CrashAt` plan has been reached.
+    pub fn crashed(&self) -> bool {
+        matches!(self.plan(), FaultPlan::CrashAt(k) if self.ops() > k)
+    }
+
+    fn plan(&self) -> FaultPlan {
+        *self.plan.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn admit(&self, write: bool, what: &str) -> Result<(), KvError> {
+        let delay = *self.delay.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(delay) = delay {
+            if delay.is_zero() { tokio::task::yield_now().await } else { tokio::time::sleep(delay).await }
+        }
+        let op = self.next_op.fetch_add(1, Ordering::SeqCst);
+        let fails = match self.plan() {
+            FaultPlan::Healthy => false,
+            FaultPlan::FailOnce(k) => op == k,
+            FaultPlan::CrashAt(k) => op >= k,
+            FaultPlan::FailWrites => write,
+        };
+        if fails {
+            return Err(KvError::Backend(format!("injected fault at operation {op} ({what})")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<K: KvStore> KvStore for FaultKv<K> {
+    fn limits(&self) -> KvLimits {
+        self.inner.limits()
+    }
+
+    async fn get(&self, actor: &ActorId, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.admit(false, "get").await?;
+        self.inner.get(actor, key).await
+    }
+
+    async fn batch_get(&self, actor: &ActorId, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, KvError> {
+        self.admit(false, "batch_get").await?;
+        self.inner.batch_get(actor, keys).await
+    }
+
+    async fn batch_put(&self, actor: &ActorId, entries: &[KvEntry]) -> Result<(), KvError> {
+        self.admit(true, "batch_put").await?;
+        self.inner.batch_put(actor, entries).await
+    }
+
+    async fn batch_delete(&self, actor: &ActorId, keys: &[Bytes]) -> Result<(), KvError> {
+        self.admit(true, "batch_delete").await?;
+        self.inner.batch_delete(actor, keys).await
+    }
+
+    async fn delete_range(&self, actor: &ActorId, start: &[u8], end: &[u8]) -> Result<(), KvError> {
+        self.admit(true, "delete_range").await?;
+        self.inner.delete_range(actor, start, end).await
+    }
+
+    async fn list_prefix(&self, actor: &ActorId, prefix: &[u8]) -> Result<Vec<KvEntry>, KvError> {
+        self.admit(false, "list_prefix").await?;
+        self.inner.list_prefix(actor, prefix).await
+    }
+
+    async fn delete_actor(&self, actor: &ActorId) -> Result<(), KvError> {
+        self.admit(true, "delete_actor").await?;
+        self.inner.delete_actor(actor).await
+    }
+
+    async fn list_actors(&self) -> Result<Vec<ActorId>, KvError> {
+        self.admit(false, "list_actors").await?;
+        self.inner.list_actors().await
+    }
+}

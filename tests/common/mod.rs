@@ -1,0 +1,38 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use wasqlite::vfs::layout::hex;
+use wasqlite::{ActorId, Host, MemoryKv};
+
+/// A host over a fresh in-memory KV, and the KV for inspection.
+pub fn memory_host() -> (Host, Arc<MemoryKv>) {
+    let kv = Arc::new(MemoryKv::new());
+    (Host::new(kv.clone()).expect("host"), kv)
+}
+
+pub fn id(s: &str) -> ActorId {
+    ActorId::new(s).unwrap()
+}
+
+/// The actor's keys as hex strings.
+pub fn hex_keys(kv: &MemoryKv, actor: &str) -> Vec<String> {
+    kv.keys(&id(actor)).iter().map(|k| hex(k)).collect()
+}
+
+/// Keys of the rollback journal (meta 08010001, chunks 08010101...).
+pub fn journal_keys(kv: &MemoryKv, actor: &str) -> Vec<String> {
+    hex_keys(kv, actor).into_iter().filter(|k| k == "08010001" || k.starts_with("08010101")).collect()
+}
+
+/// Chunk keys of the main database file.
+pub fn main_chunks(kv: &MemoryKv, actor: &str) -> usize {
+    hex_keys(kv, actor).iter().filter(|k| k.starts_with("08010100")).count()
+}
+
+/// `PRAGMA integrity_check` as one string.
+pub async fn integrity(actor: &mut wasqlite::Actor) -> String {
+    let rows = actor.query("PRAGMA integrity_check", ()).await.unwrap();
+    rows.iter().map(|r| r.get::<String>(0).unwrap()).collect::<Vec<_>>().join("\n")
+}
