@@ -19,6 +19,7 @@ mod guest;
 mod host;
 pub mod kv;
 mod migrations;
+pub mod simulation;
 mod sql;
 mod state;
 pub mod vfs;

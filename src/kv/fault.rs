@@ -23,8 +23,10 @@ pub enum FaultPlan {
     Healthy,
     /// Operation `k` fails; later ones succeed.
     FailOnce(u64),
-    /// Operation `k` and every one after it fail, as if the process had died
-    /// at `k`: nothing from `k` on reaches the store.
+    /// The process dies at operation `k`: that operation and every later one
+    /// never complete and never reach the store. [`FaultKv::crashed`]
+    /// resolves at that moment, so the caller can drop the actor mid-call,
+    /// as a kill would.
     CrashAt(u64),
     /// Every write (`batch_put`, `batch_delete`, `delete_range`,
     /// `delete_actor`) fails; reads work.
@@ -38,12 +40,19 @@ pub struct FaultKv<K> {
     plan: Mutex<FaultPlan>,
     delay: Mutex<Option<Duration>>,
     next_op: AtomicU64,
+    crash: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K: KvStore> FaultKv<K> {
     /// Wraps `inner`, healthy until told otherwise.
     pub fn new(inner: K) -> Self {
-        FaultKv { inner, plan: Mutex::default(), delay: Mutex::default(), next_op: AtomicU64::new(0) }
+        FaultKv {
+            inner,
+            plan: Mutex::default(),
+            delay: Mutex::default(),
+            next_op: AtomicU64::new(0),
+            crash: tokio::sync::watch::Sender::new(false),
+        }
     }
 
     /// The wrapped store.
@@ -55,6 +64,7 @@ impl<K: KvStore> FaultKv<K> {
     pub fn set_plan(&self, plan: FaultPlan) {
         *self.plan.lock().unwrap_or_else(|p| p.into_inner()) = plan;
         self.next_op.store(0, Ordering::SeqCst);
+        self.crash.send_replace(false);
     }
 
     /// Delays every operation by `delay` (a yield to the runtime at least).
@@ -67,9 +77,16 @@ impl<K: KvStore> FaultKv<K> {
         self.next_op.load(Ordering::SeqCst)
     }
 
-    /// Whether a `CrashAt` plan has been reached.
-    pub fn crashed(&self) -> bool {
-        matches!(self.plan(), FaultPlan::CrashAt(k) if self.ops() > k)
+    /// Resolves once a `CrashAt` plan reaches its operation.
+    pub async fn crashed(&self) {
+        let mut rx = self.crash.subscribe();
+        // The sender lives in self, so waiting cannot fail.
+        let _ = rx.wait_for(|crashed| *crashed).await;
+    }
+
+    /// Whether a `CrashAt` plan has reached its operation.
+    pub fn has_crashed(&self) -> bool {
+        *self.crash.borrow()
     }
 
     fn plan(&self) -> FaultPlan {
@@ -85,7 +102,13 @@ impl<K: KvStore> FaultKv<K> {
         let fails = match self.plan() {
             FaultPlan::Healthy => false,
             FaultPlan::FailOnce(k) => op == k,
-            FaultPlan::CrashAt(k) => op >= k,
+            FaultPlan::CrashAt(k) => {
+                if op >= k {
+                    self.crash.send_replace(true);
+                    std::future::pending::<()>().await;
+                }
+                false
+            }
             FaultPlan::FailWrites => write,
         };
         if fails {

@@ -32,14 +32,20 @@ use crate::kv::{KvEntry, KvError, KvLimits, KvStore};
 
 /// The name the guest opens its database under (vfs/sql_api.c). The journal
 /// and WAL are this name plus "-journal" and "-wal".
-pub(crate) const DB_NAME: &str = "actor.db";
+pub const DB_NAME: &str = "actor.db";
 
 /// Buffered bytes of one file past which writes are flushed before a sync
 /// asks, to bound host memory during large non-atomic transactions.
 const FLUSH_THRESHOLD: usize = 8 << 20;
 
+/// Most chunks a cold read fetches ahead when SQLite reads sequentially.
+const READAHEAD_MAX: u32 = 32;
+
+/// Most prefetched chunks one file keeps waiting to be read.
+const PREFETCH_CAPACITY: usize = 64;
+
 /// An SQLite result code, as returned to the guest.
-pub(crate) type Rc = i32;
+pub type Rc = i32;
 
 /// One file's state.
 ///
@@ -50,6 +56,8 @@ pub(crate) type Rc = i32;
 ///    `kv_valid` are the file's content unless a dirty chunk overrides them;
 ///    everything else not in `dirty` reads as zero.
 /// 3. Every chunk in `dirty` is CHUNK_SIZE bytes and lies below `size`.
+/// 4. Every chunk in `prefetched` equals the KV's copy below `kv_valid` and
+///    has not been written since: writes and truncation remove it.
 #[derive(Default)]
 struct FileState {
     exists: bool,
@@ -60,6 +68,12 @@ struct FileState {
     meta_dirty: bool,
     open: bool,
     lock: i32,
+    /// Clean chunks fetched ahead of a sequential read, each used once.
+    prefetched: BTreeMap<u32, Box<[u8]>>,
+    /// The last chunk a cold read fetched, to spot sequential reads.
+    last_miss: Option<u32>,
+    /// Chunks to fetch ahead on the next sequential miss.
+    readahead: u32,
 }
 
 impl FileState {
@@ -96,7 +110,7 @@ struct AtomicWrite {
 }
 
 /// The database files of one actor.
-pub(crate) struct ActorFiles {
+pub struct ActorFiles {
     kv: Arc<dyn KvStore>,
     actor: ActorId,
     limits: KvLimits,
@@ -111,7 +125,7 @@ pub(crate) struct ActorFiles {
 }
 
 impl ActorFiles {
-    pub(crate) fn new(kv: Arc<dyn KvStore>, actor: ActorId) -> ActorFiles {
+    pub fn new(kv: Arc<dyn KvStore>, actor: ActorId) -> ActorFiles {
         let limits = kv.limits();
         ActorFiles {
             kv,
@@ -126,22 +140,22 @@ impl ActorFiles {
     }
 
     /// The backend these files live in.
-    pub(crate) fn kv(&self) -> &Arc<dyn KvStore> {
+    pub fn kv(&self) -> &Arc<dyn KvStore> {
         &self.kv
     }
 
     /// The most recent failure's description, for the SQL error message.
-    pub(crate) fn take_last_error(&mut self) -> Option<String> {
+    pub fn take_last_error(&mut self) -> Option<String> {
         self.last_error.take()
     }
 
     /// The most recent failure's description, left in place (xGetLastError).
-    pub(crate) fn last_error(&self) -> Option<&str> {
+    pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
     }
 
     /// Records a failure for xGetLastError and the SQL error message.
-    pub(crate) fn note_error(&mut self, what: String) {
+    pub fn note_error(&mut self, what: String) {
         tracing::debug!(actor = %self.actor, "{what}");
         self.last_error = Some(what);
     }
@@ -159,7 +173,7 @@ impl ActorFiles {
     }
 
     /// Whether a KV write failed since the last call, clearing the mark.
-    pub(crate) fn take_write_failed(&mut self) -> bool {
+    pub fn take_write_failed(&mut self) -> bool {
         std::mem::take(&mut self.write_failed)
     }
 
@@ -173,12 +187,12 @@ impl ActorFiles {
     }
 
     /// Whether SQLite holds `tag` open.
-    pub(crate) fn is_open(&self, tag: FileTag) -> bool {
+    pub fn is_open(&self, tag: FileTag) -> bool {
         self.files[tag.index()].open
     }
 
     /// The tag behind a guest file handle (the handle is the tag's index).
-    pub(crate) fn tag_for_handle(&self, handle: i32) -> Option<FileTag> {
+    pub fn tag_for_handle(&self, handle: i32) -> Option<FileTag> {
         let tag = FileTag::from_index(usize::try_from(handle).ok()?)?;
         self.files[tag.index()].open.then_some(tag)
     }
@@ -205,7 +219,7 @@ impl ActorFiles {
     }
 
     /// xOpen: returns the handle.
-    pub(crate) async fn open(&mut self, name: Option<&str>, flags: i32) -> Result<i32, Rc> {
+    pub async fn open(&mut self, name: Option<&str>, flags: i32) -> Result<i32, Rc> {
         let Some(tag) = name.and_then(Self::tag_for_name) else {
             return Err(self.fail(
                 ffi::SQLITE_CANTOPEN,
@@ -227,7 +241,7 @@ impl ActorFiles {
     }
 
     /// xClose: flushes what the file buffered.
-    pub(crate) async fn close(&mut self, tag: FileTag) -> Rc {
+    pub async fn close(&mut self, tag: FileTag) -> Rc {
         let rc = self.flush(tag).await;
         let file = &mut self.files[tag.index()];
         file.open = false;
@@ -237,7 +251,7 @@ impl ActorFiles {
 
     /// xDelete: removes every chunk, then the meta key. A crash between the
     /// two leaves a file of zeros, never stale chunks under a live meta.
-    pub(crate) async fn delete(&mut self, name: &str) -> Rc {
+    pub async fn delete(&mut self, name: &str) -> Rc {
         let Some(tag) = Self::tag_for_name(name) else {
             return ffi::SQLITE_IOERR_DELETE_NOENT;
         };
@@ -250,6 +264,7 @@ impl ActorFiles {
         let was_durable = file.durable.is_some();
         let existed = file.exists;
         file.dirty.clear();
+        file.prefetched.clear();
         file.exists = false;
         file.size = 0;
         file.meta_dirty = false;
@@ -272,7 +287,7 @@ impl ActorFiles {
     /// (its header zeroed: the commit point of a journal commit in exclusive
     /// locking mode). A journal with a live header may be needed to roll
     /// back a failed commit on the next wake, and is left alone.
-    pub(crate) async fn delete_journal_if_cold(&mut self) -> Rc {
+    pub async fn delete_journal_if_cold(&mut self) -> Rc {
         let tag = FileTag::Journal;
         let file = &self.files[tag.index()];
         if !self.loaded || file.open || !file.exists {
@@ -291,7 +306,7 @@ impl ActorFiles {
 
     /// xAccess: whether the file exists (and, for SQLITE_ACCESS_EXISTS, is
     /// not empty, as the unix VFS reports it).
-    pub(crate) async fn access(&mut self, name: &str, flags: i32) -> Result<bool, Rc> {
+    pub async fn access(&mut self, name: &str, flags: i32) -> Result<bool, Rc> {
         let Some(tag) = Self::tag_for_name(name) else {
             return Ok(false);
         };
@@ -304,7 +319,7 @@ impl ActorFiles {
     }
 
     /// xFileSize.
-    pub(crate) async fn file_size(&mut self, tag: FileTag) -> Result<u64, Rc> {
+    pub async fn file_size(&mut self, tag: FileTag) -> Result<u64, Rc> {
         self.ensure_loaded().await?;
         Ok(self.files[tag.index()].size)
     }
@@ -313,7 +328,11 @@ impl ActorFiles {
     /// backend accepts, returning each chunk zero-padded to CHUNK_SIZE and
     /// zeroed at and past `kv_valid`.
     async fn fetch_chunks(&mut self, tag: FileTag, indices: &[u32]) -> Result<Vec<Box<[u8]>>, KvError> {
-        let kv_valid = self.files[tag.index()].kv_valid;
+        let file = &mut self.files[tag.index()];
+        if indices.iter().all(|i| file.prefetched.contains_key(i)) {
+            return Ok(indices.iter().map(|i| file.prefetched.remove(i).expect("checked")).collect());
+        }
+        let kv_valid = file.kv_valid;
         let mut out = Vec::with_capacity(indices.len());
         for group in indices.chunks(self.limits.max_keys_per_batch.max(1)) {
             let values = if let [one] = group {
@@ -337,7 +356,7 @@ impl ActorFiles {
 
     /// xRead into `out`. Returns SQLITE_IOERR_SHORT_READ, with the tail of
     /// `out` zeroed, when the read runs past the end of the file.
-    pub(crate) async fn read(&mut self, tag: FileTag, offset: u64, out: &mut [u8]) -> Rc {
+    pub async fn read(&mut self, tag: FileTag, offset: u64, out: &mut [u8]) -> Rc {
         if let Err(rc) = self.ensure_loaded().await {
             return rc;
         }
@@ -352,16 +371,28 @@ impl ActorFiles {
         let (Some(first), Some(last)) = (ChunkIndex::containing(offset), ChunkIndex::containing(end - 1)) else {
             return self.fail(ffi::SQLITE_IOERR_READ, format!("read at offset {offset} is past the largest file"));
         };
-        let missing: Vec<u32> = (first.0..=last.0)
+        let mut missing: Vec<u32> = (first.0..=last.0)
             .filter(|i| !file.dirty.contains_key(i) && ChunkIndex(*i).offset() < file.kv_valid)
             .collect();
-        let fetched = match self.fetch_chunks(tag, &missing).await {
+        let wanted = missing.len();
+        if let (Some(&first_missing), Some(&last_missing)) = (missing.first(), missing.last())
+            && !missing.iter().all(|i| file.prefetched.contains_key(i))
+        {
+            self.plan_readahead(tag, first_missing, last_missing, &mut missing);
+        }
+        let mut fetched = match self.fetch_chunks(tag, &missing).await {
             Ok(f) => f,
             Err(e) => {
                 return self.fail(ffi::SQLITE_IOERR_READ, format!("reading {tag:?} file at offset {offset}: {e}"));
             }
         };
-        let file = &self.files[tag.index()];
+        let file = &mut self.files[tag.index()];
+        for (index, chunk) in missing.drain(wanted..).zip(fetched.drain(wanted..)) {
+            if file.prefetched.len() >= PREFETCH_CAPACITY {
+                file.prefetched.pop_first();
+            }
+            file.prefetched.insert(index, chunk);
+        }
         let mut fetched = missing.iter().copied().zip(fetched).peekable();
         for index in first.0..=last.0 {
             let chunk_start = ChunkIndex(index).offset();
@@ -381,9 +412,23 @@ impl ActorFiles {
         if available < out.len() { ffi::SQLITE_IOERR_SHORT_READ } else { ffi::SQLITE_OK }
     }
 
+    /// Extends a cold read of chunks `first..=last` with chunks ahead of it
+    /// when SQLite is reading sequentially (a table scan, a VACUUM), so that
+    /// one KV round trip serves many page reads. The window doubles while the
+    /// reads stay sequential and resets when they jump.
+    fn plan_readahead(&mut self, tag: FileTag, first: u32, last: u32, missing: &mut Vec<u32>) {
+        let file = &mut self.files[tag.index()];
+        let sequential = file.last_miss.is_some_and(|m| first == m.wrapping_add(1));
+        file.readahead = if sequential { (file.readahead * 2).clamp(4, READAHEAD_MAX) } else { 0 };
+        let end = (ChunkIndex::count_for(file.kv_valid).min(u64::from(u32::MAX)) as u32).min(last.saturating_add(1 + file.readahead));
+        let extra = (last + 1..end).filter(|i| !file.dirty.contains_key(i) && !file.prefetched.contains_key(i));
+        missing.extend(extra);
+        file.last_miss = missing.last().copied();
+    }
+
     /// First half of xWrite: loads the chunks that the write covers only in
     /// part, so that `apply_write` can patch them without waiting.
-    pub(crate) async fn prepare_write(&mut self, tag: FileTag, offset: u64, len: usize) -> Rc {
+    pub async fn prepare_write(&mut self, tag: FileTag, offset: u64, len: usize) -> Rc {
         if let Err(rc) = self.ensure_loaded().await {
             return rc;
         }
@@ -416,7 +461,7 @@ impl ActorFiles {
 
     /// Second half of xWrite: copies `data` into the buffered chunks. Needs
     /// `prepare_write` for the same range first.
-    pub(crate) fn apply_write(&mut self, tag: FileTag, offset: u64, data: &[u8]) {
+    pub fn apply_write(&mut self, tag: FileTag, offset: u64, data: &[u8]) {
         let file = &mut self.files[tag.index()];
         let end = offset + data.len() as u64;
         let mut pos = offset;
@@ -424,6 +469,7 @@ impl ActorFiles {
             let index = ChunkIndex::containing(pos).expect("checked by prepare_write");
             let chunk_start = index.offset();
             let to = end.min(chunk_start + CHUNK_SIZE as u64);
+            file.prefetched.remove(&index.0);
             let chunk = file.dirty.entry(index.0).or_insert_with(|| vec![0u8; CHUNK_SIZE].into_boxed_slice());
             chunk[(pos - chunk_start) as usize..(to - chunk_start) as usize]
                 .copy_from_slice(&data[(pos - offset) as usize..(to - offset) as usize]);
@@ -435,14 +481,23 @@ impl ActorFiles {
         }
     }
 
+    /// xWrite in one step: `prepare_write` then `apply_write`.
+    pub async fn write(&mut self, tag: FileTag, offset: u64, data: &[u8]) -> Rc {
+        let rc = self.prepare_write(tag, offset, data.len()).await;
+        if rc == ffi::SQLITE_OK {
+            self.apply_write(tag, offset, data);
+        }
+        rc
+    }
+
     /// Whether `tag` buffers enough to flush before SQLite asks.
-    pub(crate) fn wants_early_flush(&self, tag: FileTag) -> bool {
+    pub fn wants_early_flush(&self, tag: FileTag) -> bool {
         self.atomic.is_none() && self.files[tag.index()].dirty_bytes() > FLUSH_THRESHOLD
     }
 
     /// xTruncate. Shrinking drops buffered chunks past the end and marks the
     /// KV chunks there stale; the next flush deletes them.
-    pub(crate) async fn truncate(&mut self, tag: FileTag, new_size: u64) -> Rc {
+    pub async fn truncate(&mut self, tag: FileTag, new_size: u64) -> Rc {
         if let Err(rc) = self.ensure_loaded().await {
             return rc;
         }
@@ -473,6 +528,7 @@ impl ActorFiles {
         let file = &mut self.files[tag.index()];
         let keep = ChunkIndex::count_for(new_size) as u32;
         file.dirty.retain(|i, _| *i < keep);
+        file.prefetched.retain(|i, _| *i < keep && *i != boundary.0);
         if cut_inside && let Some(chunk) = file.dirty.get_mut(&boundary.0) {
             chunk[(new_size - boundary.offset()) as usize..].fill(0);
         }
@@ -530,7 +586,7 @@ impl ActorFiles {
     ///
     /// On failure the buffers stay (see the module doc) and the next flush
     /// writes them again; every write here is idempotent.
-    pub(crate) async fn flush(&mut self, tag: FileTag) -> Rc {
+    pub async fn flush(&mut self, tag: FileTag) -> Rc {
         if tag == FileTag::Main {
             let rc = Box::pin(self.flush(FileTag::Journal)).await;
             if rc != ffi::SQLITE_OK {
@@ -566,7 +622,7 @@ impl ActorFiles {
 
     /// Flushes every file: the safety net after each API call, for
     /// `PRAGMA synchronous=OFF`, where SQLite never syncs.
-    pub(crate) async fn flush_all(&mut self) -> Rc {
+    pub async fn flush_all(&mut self) -> Rc {
         for tag in [FileTag::Journal, FileTag::Wal, FileTag::Main] {
             let rc = self.flush(tag).await;
             if rc != ffi::SQLITE_OK {
@@ -577,7 +633,7 @@ impl ActorFiles {
     }
 
     /// Whether any file holds writes the KV has not seen.
-    pub(crate) fn has_unflushed(&self) -> bool {
+    pub fn has_unflushed(&self) -> bool {
         self.loaded && self.files.iter().any(|f| f.exists && !f.is_clean())
     }
 
@@ -638,7 +694,7 @@ impl ActorFiles {
 
     /// xFileControl for the ops the host implements; SQLITE_NOTFOUND for
     /// the rest, which SQLite treats as "not supported".
-    pub(crate) async fn file_control(&mut self, tag: FileTag, op: i32) -> Rc {
+    pub async fn file_control(&mut self, tag: FileTag, op: i32) -> Rc {
         match (tag, op) {
             (FileTag::Main, ffi::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE) => self.begin_atomic().await,
             (FileTag::Main, ffi::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE) => self.commit_atomic().await,
@@ -652,17 +708,17 @@ impl ActorFiles {
 
     /// xLock / xUnlock: one connection per actor, so every request is
     /// granted; the level is kept for xCheckReservedLock.
-    pub(crate) fn set_lock(&mut self, tag: FileTag, level: i32) {
+    pub fn set_lock(&mut self, tag: FileTag, level: i32) {
         self.files[tag.index()].lock = level;
     }
 
     /// xCheckReservedLock, answered as the unix VFS does for its own process.
-    pub(crate) fn reserved(&self, tag: FileTag) -> bool {
+    pub fn reserved(&self, tag: FileTag) -> bool {
         self.files[tag.index()].lock > ffi::SQLITE_LOCK_SHARED
     }
 
     /// xDeviceCharacteristics: batch-atomic writes for the database file.
-    pub(crate) fn device_characteristics(tag: FileTag) -> i32 {
+    pub fn device_characteristics(tag: FileTag) -> i32 {
         let base = ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE;
         if tag == FileTag::Main { base | ffi::SQLITE_IOCAP_BATCH_ATOMIC } else { base }
     }
