@@ -18,6 +18,10 @@
 //!   and the workload carries on to the end.
 //!
 //! Everything is seeded: the same workload and `k` always take the same path.
+//!
+//! [`vfs_model`] checks the file layer alone against a model of byte files.
+
+pub mod vfs_model;
 
 use std::sync::Arc;
 
