@@ -29,7 +29,7 @@ pub use actor_id::{ActorId, MAX_ACTOR_ID_LEN};
 pub use engine::{CodeCache, EngineConfig, MODULE_SHA256};
 pub use error::{Error, code_name};
 pub use host::{Host, HostConfig};
-pub use kv::{KvCounters, KvError, KvLimits, KvStore, MemoryKv};
+pub use kv::{KvCounters, KvError, KvLimits, KvStore, MemoryKv, RedbKv, open_store};
 pub use migrations::Migrations;
 pub use sql::params::Params;
 pub use sql::row::{Row, Rows};

@@ -8,6 +8,8 @@
 
 mod fault;
 mod memory;
+mod redb;
+mod url;
 
 use std::fmt;
 
@@ -18,6 +20,8 @@ use crate::actor_id::ActorId;
 
 pub use fault::{FaultKv, FaultPlan};
 pub use memory::{KvCounters, MemoryKv};
+pub use self::redb::{RedbKv, RedbOptions, RedbStats};
+pub use url::{DEFAULT_STORE, STORE_FORMS, open_store};
 
 /// A key and its value.
 pub type KvEntry = (Bytes, Bytes);

@@ -1,0 +1,101 @@
+//! The command tree (clap derive) and what the commands share: opening a
+//! store and a host, checking actor ids, running SQL text statement by
+//! statement.
+//!
+//! Every command's failure is an `anyhow::Error` whose context chain reads
+//! as one line; `main` prints it and exits 1. Nothing here prints an error
+//! itself, except the shell, which reports and carries on like `sqlite3`.
+
+mod actors;
+mod debug;
+mod demo;
+mod exec;
+mod format;
+mod kv;
+mod shell;
+mod sql;
+mod transfer;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use wasqlite::kv::DEFAULT_STORE;
+use wasqlite::{ActorId, Host, KvStore};
+
+/// SQLite in WebAssembly, one isolated instance per actor, every database
+/// kept in a key-value store.
+#[derive(Parser, Debug)]
+#[command(name = "wasqlite", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run SQL in one actor and print the rows.
+    Exec(exec::ExecArgs),
+    /// An interactive SQL shell on one actor, like `sqlite3`.
+    Shell(shell::ShellArgs),
+    /// Write an actor's database as a standard SQLite file.
+    Export(transfer::ExportArgs),
+    /// Load a standard SQLite file as an actor's database.
+    Import(transfer::ImportArgs),
+    /// An actor's raw keys and values, as JSON lines.
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
+    /// List or destroy actors.
+    #[command(subcommand)]
+    Actors(actors::ActorsCommand),
+    /// Wake many actors, write, sleep, wake and verify, and report.
+    Demo(demo::DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+    /// Tools for tests.
+    #[command(subcommand, hide = true)]
+    Debug(debug::DebugCommand),
+}
+
+/// The `--store` option every command takes.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct StoreArg {
+    /// Where actors live: `memory` or `redb:PATH`.
+    #[arg(long, value_name = "STORE", default_value = DEFAULT_STORE)]
+    pub(crate) store: String,
+}
+
+impl StoreArg {
+    /// Opens the store.
+    pub(crate) fn open(&self) -> Result<Arc<dyn KvStore>> {
+        Ok(wasqlite::kv::open_store(&self.store)?)
+    }
+
+    /// Opens the store and a host over it.
+    pub(crate) fn host(&self) -> Result<Host> {
+        Host::new(self.open()?).context("starting the WebAssembly host")
+    }
+}
+
+/// Parses the command line's actor id, with the rule it broke.
+pub(crate) fn actor_id(id: &str) -> Result<ActorId> {
+    Ok(ActorId::new(id)?)
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    match cli.command {
+        Command::Exec(args) => runtime.block_on(exec::run(args)),
+        Command::Shell(args) => shell::run(args, &runtime),
+        Command::Export(args) => runtime.block_on(transfer::export(args)),
+        Command::Import(args) => runtime.block_on(transfer::import(args)),
+        Command::Kv(command) => runtime.block_on(kv::run(command)),
+        Command::Actors(command) => runtime.block_on(actors::run(command)),
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Bench(command) => runtime.block_on(crate::bench::run(command)),
+        Command::Debug(command) => runtime.block_on(debug::run(command)),
+    }
+}

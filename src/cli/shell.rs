@@ -1,0 +1,210 @@
+//! `wasqlite shell`: an interactive SQL shell on one awake actor.
+//!
+//! On a terminal it edits lines and keeps history (rustyline, history in
+//! `~/.wasqlite_history`). Otherwise it reads stdin line by line without
+//! prompts, so scripts can be piped in. A statement runs once the text
+//! typed so far is complete (`sqlite3_complete`); lines starting with `.`
+//! at the start of a statement are meta commands. Errors are reported and
+//! the shell goes on; piped input that hit an error exits 1 at the end.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rustyline::DefaultEditor;
+use rustyline::error::ReadlineError;
+use tokio::runtime::Runtime;
+use wasqlite::{Actor, Value};
+
+use super::{StoreArg, actor_id, format, sql};
+
+#[derive(Args, Debug)]
+pub(crate) struct ShellArgs {
+    /// The actor to open (A-Z a-z 0-9 . _ : -).
+    #[arg(long, value_name = "ID")]
+    actor: String,
+    #[command(flatten)]
+    store: StoreArg,
+}
+
+const HELP: &str = "\
+.help             this text
+.tables           list tables and views
+.schema [TABLE]   show CREATE statements, of one table or all
+.quit, .exit      leave the shell
+SQL statements end with ';' and may span lines.";
+
+/// Where lines come from.
+enum Input {
+    Terminal { editor: Box<DefaultEditor>, history: Option<PathBuf> },
+    Piped(std::io::StdinLock<'static>),
+}
+
+impl Input {
+    fn open() -> Input {
+        if std::io::stdin().is_terminal()
+            && let Ok(mut editor) = DefaultEditor::new()
+        {
+            let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".wasqlite_history"));
+            if let Some(path) = &history {
+                let _ = editor.load_history(path);
+            }
+            return Input::Terminal { editor: Box::new(editor), history };
+        }
+        Input::Piped(std::io::stdin().lock())
+    }
+
+    fn interactive(&self) -> bool {
+        matches!(self, Input::Terminal { .. })
+    }
+
+    /// The next line, or `None` at end of input. Ctrl-C gives an empty
+    /// line marked as interrupted.
+    fn line(&mut self, prompt: &str) -> Result<Option<Line>> {
+        match self {
+            Input::Terminal { editor, .. } => match editor.readline(prompt) {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = editor.add_history_entry(line.as_str());
+                    }
+                    Ok(Some(Line::Text(line)))
+                }
+                Err(ReadlineError::Interrupted) => Ok(Some(Line::Interrupted)),
+                Err(ReadlineError::Eof) => Ok(None),
+                Err(e) => Err(e).context("reading a line"),
+            },
+            Input::Piped(stdin) => {
+                let mut line = String::new();
+                if stdin.read_line(&mut line).context("reading stdin")? == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(Line::Text(line.trim_end_matches(['\n', '\r']).to_owned())))
+            }
+        }
+    }
+
+    fn save_history(&mut self) {
+        if let Input::Terminal { editor, history: Some(path) } = self {
+            let _ = editor.save_history(path);
+        }
+    }
+}
+
+enum Line {
+    Text(String),
+    Interrupted,
+}
+
+pub(crate) fn run(args: ShellArgs, runtime: &Runtime) -> Result<ExitCode> {
+    let id = actor_id(&args.actor)?;
+    let host = args.store.host()?;
+    let mut actor = runtime.block_on(host.wake(id.as_str())).with_context(|| format!("waking actor {id}"))?;
+    let mut input = Input::open();
+    if input.interactive() {
+        println!("wasqlite shell on actor {id} ({}). Enter .help for help.", args.store.store);
+    }
+    let mut failed = false;
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() { "wasqlite> " } else { "     ...> " };
+        let line = match input.line(prompt)? {
+            None => break,
+            Some(Line::Interrupted) => {
+                buffer.clear();
+                continue;
+            }
+            Some(Line::Text(line)) => line,
+        };
+        if buffer.is_empty() && line.trim_start().starts_with('.') {
+            match runtime.block_on(meta(&mut actor, line.trim())) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Quit) => break,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    failed = true;
+                }
+            }
+            continue;
+        }
+        if buffer.is_empty() && line.trim().is_empty() {
+            continue;
+        }
+        buffer.push_str(&line);
+        buffer.push('\n');
+        if sql::is_complete(&buffer) {
+            failed |= !runtime.block_on(run_sql(&mut actor, &buffer));
+            buffer.clear();
+        }
+    }
+    if !buffer.trim().is_empty() {
+        // Input ended inside a statement; SQLite takes it without its ';'.
+        failed |= !runtime.block_on(run_sql(&mut actor, &buffer));
+    }
+    input.save_history();
+    runtime.block_on(actor.sleep()).with_context(|| format!("sleeping actor {id}"))?;
+    Ok(if failed && !input.interactive() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Runs SQL text and prints its rows; reports an error and returns false.
+async fn run_sql(actor: &mut Actor, text: &str) -> bool {
+    let result = sql::run_statements(actor, text, Vec::new(), |rows| {
+        let mut out = std::io::stdout().lock();
+        out.write_all(format::table(rows).as_bytes())?;
+        out.flush()?;
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            false
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Quit,
+}
+
+/// Runs one meta command.
+async fn meta(actor: &mut Actor, line: &str) -> Result<Flow> {
+    let mut words = line.split_whitespace();
+    let command = words.next().unwrap_or_default();
+    let argument = words.next();
+    match command {
+        ".quit" | ".exit" => return Ok(Flow::Quit),
+        ".help" => println!("{HELP}"),
+        ".tables" => {
+            let rows = actor
+                .query(
+                    "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') \
+                     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                    (),
+                )
+                .await?;
+            for row in &rows {
+                println!("{}", row.get::<String>(0)?);
+            }
+        }
+        ".schema" => {
+            let name = argument.map_or(Value::Null, |a| Value::Text(a.to_owned()));
+            let rows = actor
+                .query(
+                    "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL \
+                     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                     AND (?1 IS NULL OR tbl_name = ?1 COLLATE NOCASE) ORDER BY rowid",
+                    vec![name],
+                )
+                .await?;
+            for row in &rows {
+                println!("{};", row.get::<String>(0)?);
+            }
+        }
+        other => anyhow::bail!("unknown command {other}; enter .help for the list"),
+    }
+    Ok(Flow::Continue)
+}

@@ -1,0 +1,304 @@
+//! The `wasqlite` binary end to end, against a redb store in a temporary
+//! directory: SQL in and rows out, persistence across processes, export to
+//! and import from native SQLite files, raw KV dumps, destroying actors, the
+//! shell, and a one-line error for each kind of bad input.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use assert_cmd::cargo::cargo_bin_cmd;
+use rusqlite::Connection;
+use tempfile::TempDir;
+
+/// A temporary directory with a redb store URL in it.
+struct Store {
+    dir: TempDir,
+    url: String,
+}
+
+impl Store {
+    fn new() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("redb:{}", dir.path().join("data/kv.redb").display());
+        Store { dir, url }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `wasqlite <args...> --store <url>`.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = cargo_bin_cmd!("wasqlite");
+        cmd.args(args).args(["--store", &self.url]);
+        cmd
+    }
+
+    /// Runs a command that must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().unwrap();
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn exec(&self, actor: &str, sql: &str) -> String {
+        self.ok(&["exec", "--actor", actor, sql])
+    }
+
+    /// Runs a command that must fail with one line on stderr; that line.
+    fn fails(&self, args: &[&str]) -> String {
+        fails(self.cmd(args))
+    }
+}
+
+fn fails(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success(), "expected a failure, got stdout {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr:?}");
+    stderr.trim_end().to_owned()
+}
+
+/// A native SQLite database with two rows, written by rusqlite.
+fn native_db(path: &Path, setup: &str) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(setup).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT NOT NULL, photo BLOB);
+         INSERT INTO people VALUES (1, 'ada', x'00ff'), (2, 'grace', NULL);",
+    )
+    .unwrap();
+}
+
+fn native_rows(path: &Path, sql: &str) -> Vec<Vec<rusqlite::types::Value>> {
+    let conn = Connection::open(path).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect()).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn exec_prints_rows_as_tsv_and_json_and_data_persists_across_processes() {
+    let s = Store::new();
+    s.exec(
+        "shop",
+        "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT, price REAL); INSERT INTO items VALUES (1, 'pen', 1.5);",
+    );
+    s.ok(&[
+        "exec",
+        "--actor",
+        "shop",
+        "INSERT INTO items VALUES (?1, ?2, ?3)",
+        "--param",
+        "2",
+        "--param",
+        "ink\tpot",
+        "--param",
+        "NULL",
+    ]);
+    s.ok(&["exec", "--actor", "shop", "--text", "INSERT INTO items(id, name) VALUES (3, ?1)", "--param", "42"]);
+
+    // Every command above was its own process: the data is in the store.
+    assert_eq!(
+        s.exec("shop", "SELECT id, name, price, typeof(name) FROM items ORDER BY id"),
+        "id\tname\tprice\ttypeof(name)\n1\tpen\t1.5\ttext\n2\tink\\tpot\t\ttext\n3\t42\t\ttext\n"
+    );
+    let json = s.ok(&[
+        "exec",
+        "--actor",
+        "shop",
+        "--json",
+        "SELECT id, name, price, x'00ff' AS b FROM items WHERE id < 3 ORDER BY id",
+    ]);
+    assert_eq!(
+        json,
+        "{\"id\":1,\"name\":\"pen\",\"price\":1.5,\"b\":{\"blob\":\"00ff\"}}\n\
+         {\"id\":2,\"name\":\"ink\\tpot\",\"price\":null,\"b\":{\"blob\":\"00ff\"}}\n"
+    );
+    // Several statements print the rows of each one that has columns.
+    assert_eq!(
+        s.exec("shop", "SELECT 1 AS a; UPDATE items SET price = 2; SELECT count(*) AS n FROM items;"),
+        "a\n1\nn\n3\n"
+    );
+    assert_eq!(s.ok(&["actors", "list"]), "shop\n");
+}
+
+#[test]
+fn sql_errors_exit_non_zero_with_sqlites_message() {
+    let s = Store::new();
+    let err = s.fails(&["exec", "--actor", "a", "SELECT * FROM nope"]);
+    assert!(err.contains("no such table: nope") && err.contains("actor a"), "{err}");
+    let err = s.fails(&["exec", "--actor", "a", "SELECT ?1, ?2", "--param", "1"]);
+    assert!(err.contains("2 parameters but 1 were given"), "{err}");
+}
+
+#[test]
+fn export_writes_a_file_native_sqlite_reads_with_identical_rows() {
+    let s = Store::new();
+    s.exec(
+        "books",
+        "CREATE TABLE books(id INTEGER PRIMARY KEY, title TEXT, cover BLOB, score REAL);
+         WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE value < 500)
+         INSERT INTO books(title, cover, score) SELECT 'book ' || value, randomblob(300), value / 7.0 FROM s;
+         CREATE INDEX books_title ON books(title);",
+    );
+    let file = s.path("books.sqlite");
+    let out = s.ok(&["export", "--actor", "books", file.to_str().unwrap()]);
+    assert!(out.contains("integrity_check ok"), "{out}");
+
+    let sql = "SELECT id, title, hex(cover), score FROM books ORDER BY id";
+    let native = native_rows(&file, sql);
+    assert_eq!(native.len(), 500);
+    let conn = Connection::open(&file).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    // The same rows through the actor, compared as JSON.
+    let through_actor: Vec<serde_json::Value> =
+        s.ok(&["exec", "--actor", "books", "--json", sql]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(through_actor.len(), native.len());
+    for (json, row) in through_actor.iter().zip(&native) {
+        use rusqlite::types::Value as V;
+        let [V::Integer(id), V::Text(title), V::Text(cover), V::Real(score)] = &row[..] else { panic!("{row:?}") };
+        assert_eq!(json["id"], *id);
+        assert_eq!(json["title"], *title);
+        assert_eq!(json["hex(cover)"], *cover);
+        assert_eq!(json["score"], *score);
+    }
+}
+
+#[test]
+fn import_loads_native_files_converting_page_size_and_wal() {
+    let s = Store::new();
+    let plain = s.path("plain.sqlite");
+    native_db(&plain, "PRAGMA page_size = 4096;");
+    let out = s.ok(&["import", "--actor", "plain", plain.to_str().unwrap()]);
+    assert!(out.contains("integrity_check ok") && !out.contains("converted"), "{out}");
+    assert_eq!(
+        s.exec("plain", "SELECT id, name, hex(photo) FROM people ORDER BY id"),
+        "id\tname\thex(photo)\n1\tada\t00FF\n2\tgrace\t\n"
+    );
+
+    let odd = s.path("odd.sqlite");
+    native_db(&odd, "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL;");
+    let out = s.ok(&["import", "--actor", "odd", odd.to_str().unwrap()]);
+    assert!(out.contains("converted"), "{out}");
+    assert_eq!(s.exec("odd", "PRAGMA page_size"), "page_size\n4096\n");
+    assert_eq!(s.exec("odd", "SELECT count(*) FROM people"), "count(*)\n2\n");
+
+    // An actor with data is only replaced with --force.
+    let err = s.fails(&["import", "--actor", "plain", odd.to_str().unwrap()]);
+    assert!(err.contains("already has data") && err.contains("--force"), "{err}");
+    s.exec("plain", "DELETE FROM people WHERE id = 1");
+    s.ok(&["import", "--actor", "plain", "--force", plain.to_str().unwrap()]);
+    assert_eq!(s.exec("plain", "SELECT count(*) FROM people"), "count(*)\n2\n");
+}
+
+#[test]
+fn kv_dump_and_load_round_trip_into_a_fresh_store_and_destroy_leaves_nothing() {
+    let s = Store::new();
+    s.exec(
+        "src",
+        "CREATE TABLE t(x); WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 20) \
+         INSERT INTO t SELECT randomblob(5000) FROM s;",
+    );
+    let expected = s.exec("src", "SELECT count(*), sum(length(x)), hex(max(x)) FROM t");
+    let dump = s.path("src.jsonl");
+    s.ok(&["kv", "dump", "--actor", "src", dump.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(text.lines().count() > 20, "{text}");
+    // Keys use rivetkit's layout: the main file's meta key is 08010000.
+    assert!(text.lines().any(|l| l.starts_with("{\"key\":\"08010000\",\"value\":\"0100")), "{text}");
+
+    let other = Store::new();
+    other.ok(&["kv", "load", "--actor", "copy", dump.to_str().unwrap()]);
+    assert_eq!(other.exec("copy", "SELECT count(*), sum(length(x)), hex(max(x)) FROM t"), expected);
+    // Reading writes nothing: the copy dumps to the same lines (stdout form).
+    assert_eq!(other.ok(&["kv", "dump", "--actor", "copy"]), text);
+    // Loading over existing keys needs --force.
+    let err = other.fails(&["kv", "load", "--actor", "copy", dump.to_str().unwrap()]);
+    assert!(err.contains("already has") && err.contains("--force"), "{err}");
+    other.ok(&["kv", "load", "--actor", "copy", "--force", dump.to_str().unwrap()]);
+
+    let out = s.ok(&["actors", "destroy", "src"]);
+    assert!(out.starts_with("destroyed actor src ("), "{out}");
+    assert_eq!(s.ok(&["kv", "dump", "--actor", "src"]), "");
+    assert_eq!(s.ok(&["actors", "list"]), "");
+    let err = s.fails(&["actors", "destroy", "src"]);
+    assert!(err.contains("actor src has no data"), "{err}");
+}
+
+#[test]
+fn kv_load_reads_stdin_and_loads_nothing_from_a_malformed_file() {
+    let s = Store::new();
+    let good = "{\"key\":\"6b31\",\"value\":\"7631\"}\n";
+    s.cmd(&["kv", "load", "--actor", "raw"]).write_stdin(good).assert().success();
+    assert_eq!(s.ok(&["kv", "dump", "--actor", "raw"]), good);
+
+    let bad = format!("{good}{{\"key\":\"6b32\",\"value\":\"7632\"}}\n{{\"key\":\"zz\",\"value\":\"00\"}}\n");
+    let mut cmd = s.cmd(&["kv", "load", "--actor", "fresh"]);
+    cmd.write_stdin(bad);
+    let err = fails(cmd);
+    assert!(err.contains("line 3") && err.contains("\"key\" is not hex"), "{err}");
+    let mut cmd = s.cmd(&["kv", "load", "--actor", "fresh"]);
+    cmd.write_stdin("{\"key\": \"00\", \"value\": \n");
+    let err = fails(cmd);
+    assert!(err.contains("line 1: invalid JSON"), "{err}");
+    assert_eq!(s.ok(&["kv", "dump", "--actor", "fresh"]), "");
+}
+
+#[test]
+fn bad_input_gets_one_line_naming_the_problem() {
+    let s = Store::new();
+    let err = fails({
+        let mut cmd = cargo_bin_cmd!("wasqlite");
+        cmd.args(["actors", "list", "--store", "postgres://db"]);
+        cmd
+    });
+    assert!(err.contains("unknown store URL \"postgres://db\"") && err.contains("redb:PATH"), "{err}");
+
+    let err = s.fails(&["exec", "--actor", "a b", "SELECT 1"]);
+    assert!(err.contains("invalid actor id \"a b\""), "{err}");
+
+    let missing = s.path("missing.sqlite");
+    let err = s.fails(&["import", "--actor", "a", missing.to_str().unwrap()]);
+    assert!(err.contains("reading") && err.contains("missing.sqlite"), "{err}");
+
+    let text = s.path("notes.txt");
+    std::fs::write(&text, "hello, this is not a database\n".repeat(10)).unwrap();
+    let err = s.fails(&["import", "--actor", "a", text.to_str().unwrap()]);
+    assert!(err.contains("notes.txt is not an SQLite database"), "{err}");
+
+    let err = s.fails(&["export", "--actor", "nobody", s.path("x.sqlite").to_str().unwrap()]);
+    assert!(err.contains("actor nobody has no database"), "{err}");
+    assert!(!s.path("x.sqlite").exists());
+}
+
+#[test]
+fn shell_runs_a_piped_script() {
+    let s = Store::new();
+    let script = "\
+CREATE TABLE t(id INTEGER PRIMARY KEY,
+  name TEXT);
+INSERT INTO t(name) VALUES ('ada'), ('bob');
+.tables
+.schema t
+SELECT id, name FROM t ORDER BY id;
+SELECT * FROM missing;
+SELECT 'still running' AS status;
+.quit
+SELECT 'not reached';
+";
+    let out = s.cmd(&["shell", "--actor", "sh"]).write_stdin(script).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stdout,
+        "t\nCREATE TABLE t(id INTEGER PRIMARY KEY,\n  name TEXT);\n\
+         id  name\n--  ----\n 1  ada\n 2  bob\n\
+         status\n-------------\nstill running\n"
+    );
+    assert!(stderr.contains("Error:") && stderr.contains("no such table: missing"), "{stderr}");
+    // Piped input that hit an error exits 1, like sqlite3.
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(s.exec("sh", "SELECT count(*) FROM t"), "count(*)\n2\n");
+}
