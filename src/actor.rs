@@ -323,10 +323,14 @@ impl Actor {
         let rest = sql.get(prepared.tail..).unwrap_or("");
         if !rest.trim_matches(|c: char| c.is_whitespace() || c == ';').is_empty() {
             // Comments alone are fine; anything SQLite would run is not.
+            // Comments never fail to prepare, so an error means a statement
+            // (one that depends on the first, say) follows.
             let offset = ptr + prepared.tail as i32;
-            let (_, next) = self.api.prepare(&mut self.store, self.db, offset, rest.len()).await?;
-            if next.stmt != 0 {
-                self.api.finalize(&mut self.store, next.stmt).await?;
+            let (rc, next) = self.api.prepare(&mut self.store, self.db, offset, rest.len()).await?;
+            if rc != ffi::SQLITE_OK || next.stmt != 0 {
+                if next.stmt != 0 {
+                    self.api.finalize(&mut self.store, next.stmt).await?;
+                }
                 self.api.finalize(&mut self.store, prepared.stmt).await?;
                 return Err(Error::MultipleStatements);
             }

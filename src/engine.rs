@@ -17,6 +17,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, 
 
 use crate::error::Error;
 use crate::guest::abi::{IMPORT_MODULE, VFS_METHODS};
+use crate::guest::exports::ExportIndex;
 use crate::guest::imports;
 use crate::state::ActorState;
 
@@ -76,6 +77,7 @@ impl Default for EngineConfig {
 pub(crate) struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) pre: InstancePre<ActorState>,
+    pub(crate) exports: ExportIndex,
     /// Whether the code came from the disk cache.
     pub(crate) loaded_from_cache: bool,
 }
@@ -111,7 +113,8 @@ impl Runtime {
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| Error::Engine(format!("linking the guest module: {e}")))?;
-        Ok(Runtime { engine, pre, loaded_from_cache })
+        let exports = ExportIndex::new(&module)?;
+        Ok(Runtime { engine, pre, exports, loaded_from_cache })
     }
 }
 

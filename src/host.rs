@@ -65,7 +65,7 @@ impl HostInner {
             .instantiate_async(&mut store)
             .await
             .map_err(|e| Error::Guest { context: "instantiating the guest", message: format!("{e:?}") })?;
-        let api = GuestApi::new(&mut store, &instance).await?;
+        let api = GuestApi::new(&mut store, &instance, &self.runtime.exports).await?;
         let db = api.open(&mut store).await?;
         Ok(Instance { store, api, db })
     }

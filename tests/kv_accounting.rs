@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{id, integrity, journal_keys};
-use wasqlite::{Host, KvLimits, KvStore as _, MemoryKv, params};
+use wasqlite::{Host, KvLimits, MemoryKv, params};
 
 async fn setup(limits: Option<KvLimits>, actor: &str) -> (Host, Arc<MemoryKv>, wasqlite::Actor) {
     let kv = Arc::new(limits.map(MemoryKv::with_limits).unwrap_or_default());

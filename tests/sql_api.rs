@@ -53,6 +53,11 @@ async fn multi_statement_batches_and_single_statement_rule() {
     assert_eq!(sum, 16);
 
     assert!(matches!(a.execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)", ()).await, Err(Error::MultipleStatements)));
+    // A second statement that cannot prepare yet (its table comes from the
+    // first) is still a second statement, not something to drop silently.
+    let err = a.execute("CREATE TABLE u(x); INSERT INTO u VALUES (1)", ()).await;
+    assert!(matches!(err, Err(Error::MultipleStatements)), "{err:?}");
+    assert_eq!(a.query("SELECT name FROM sqlite_schema WHERE name = 'u'", ()).await.unwrap().len(), 0);
     // Trailing comments and semicolons are not a second statement.
     assert_eq!(a.execute("INSERT INTO t VALUES (4); -- done", ()).await.unwrap(), 1);
 }

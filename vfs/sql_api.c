@@ -70,6 +70,18 @@ int32_t wasqlite_abi_version(void){
   return WASQLITE_ABI_VERSION;
 }
 
+/*
+** Run once at build time by wasm/build.sh (through wizer), never by the
+** host: everything SQLite sets up before the first connection, done ahead so
+** that the committed module's data segment already holds it and every wake
+** skips it. Must not call any import.
+*/
+WASQLITE_EXPORT(wasqlite_preinit)
+void wasqlite_preinit(void){
+  sqlite3_initialize();
+  outReserve(4096);
+}
+
 WASQLITE_EXPORT(wasqlite_malloc)
 void *wasqlite_malloc(int32_t n){
   return n>0 ? sqlite3_malloc(n) : 0;

@@ -6,7 +6,8 @@
 #   wasm/build.sh --check    rebuild into a scratch dir and fail if the bytes
 #                            differ from the committed module
 #
-# Needs (Debian): clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32.
+# Needs (Debian): clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32, and
+# cargo (the pre-initializer is src/bin/wasqlite-preinit.rs).
 # The build is byte-reproducible: the output always has the same file name
 # (wasm-ld records it in the name section) and -ffile-prefix-map keeps
 # absolute paths out of the module.
@@ -19,7 +20,7 @@ clang="${CLANG:-clang-19}"
 mode="${1:-write}"
 
 # Locate sqlite3.c inside the libsqlite3-sys version pinned by Cargo.lock.
-sqlite_dir="$(cd "$repo" && cargo metadata --format-version 1 --locked 2>/dev/null | python3 -c '
+sqlite_dir="$(cd "$repo" && cargo metadata --format-version 1 --locked | python3 -c '
 import json, os, sys
 meta = json.load(sys.stdin)
 pkgs = [p for p in meta["packages"] if p["name"] == "libsqlite3-sys"]
@@ -47,11 +48,18 @@ common=(
 "$clang" "${common[@]}" -Wall -Wextra -Werror -c "$repo/vfs/sql_api.c" -o "$work/sql_api.o"
 wait
 
-# A reactor: the host calls _initialize once, then the wasqlite_* exports.
-# The stack comes first so that an overflow traps instead of corrupting data.
-(cd "$work" && "$clang" --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor \
+# A reactor. The stack comes first so that an overflow traps instead of
+# corrupting data.
+mkdir -p "$work/raw"
+(cd "$work/raw" && "$clang" --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor \
   -Wl,--stack-first -Wl,-z,stack-size=1048576 -Wl,--strip-debug \
-  sqlite3.o relay_vfs.o sql_api.o -o wasqlite.wasm)
+  ../sqlite3.o ../relay_vfs.o ../sql_api.o -o wasqlite.wasm)
+
+# Pre-initialize: run wasqlite_preinit (reactor _initialize, then
+# sqlite3_initialize) under wizer and keep the resulting memory image, so
+# that no wake repeats that work.
+(cd "$repo" && cargo run --quiet --locked --features preinit --bin wasqlite-preinit -- \
+  "$work/raw/wasqlite.wasm" "$work/wasqlite.wasm")
 
 sum="$(cd "$work" && sha256sum wasqlite.wasm)"
 case "$mode" in

@@ -6,7 +6,9 @@
 //! are read through the checked accessors in `super::memory`; one that
 //! points outside memory is a guest bug and becomes an error, not a panic.
 
-use wasmtime::{Instance, Memory, Store, TypedFunc};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wasmtime::{Extern, Instance, Memory, Module, ModuleExport, Store, TypedFunc};
 
 use super::abi::ABI_VERSION;
 use super::memory::{c_str, read_i32, slice, slice_mut};
@@ -60,49 +62,129 @@ fn bad_guest_pointer(context: &'static str) -> Error {
     Error::Guest { context, message: "the guest returned an out-of-bounds pointer".into() }
 }
 
+/// The guest's exports, looked up by name once per compiled module.
+pub(crate) struct ExportIndex {
+    memory: ModuleExport,
+    /// The reactor's `_initialize`, absent from a pre-initialized module.
+    initialize: Option<ModuleExport>,
+    funcs: [ModuleExport; FUNCS.len()],
+    /// Set once one instance has passed the ABI version and signature
+    /// checks; every later instance of the same module skips them.
+    verified: AtomicBool,
+}
+
+/// Every function export the host calls, in `ExportIndex::funcs` order.
+const FUNCS: [&str; 16] = [
+    "wasqlite_abi_version",
+    "wasqlite_malloc",
+    "wasqlite_free",
+    "wasqlite_open",
+    "wasqlite_close",
+    "wasqlite_prepare",
+    "wasqlite_bind",
+    "wasqlite_step",
+    "wasqlite_column_names",
+    "wasqlite_reset",
+    "wasqlite_finalize",
+    "wasqlite_changes",
+    "wasqlite_last_insert_rowid",
+    "wasqlite_errcode",
+    "wasqlite_errmsg",
+    "wasqlite_autocommit",
+];
+
+impl ExportIndex {
+    pub(crate) fn new(module: &Module) -> Result<ExportIndex, Error> {
+        let find = |name: &str| {
+            module.get_export_index(name).ok_or_else(|| Error::Engine(format!("the guest module does not export {name}")))
+        };
+        let mut funcs = Vec::with_capacity(FUNCS.len());
+        for name in FUNCS {
+            funcs.push(find(name)?);
+        }
+        Ok(ExportIndex {
+            memory: find("memory")?,
+            initialize: module.get_export_index("_initialize"),
+            funcs: funcs.try_into().unwrap_or_else(|_| unreachable!("one per name")),
+            verified: AtomicBool::new(false),
+        })
+    }
+}
+
 impl GuestApi {
-    /// Resolves the exports, checks the ABI version and runs the reactor's
-    /// `_initialize`.
-    pub(crate) async fn new(store: &mut Store<ActorState>, instance: &Instance) -> Result<GuestApi, Error> {
+    /// Resolves the exports, checks the ABI version and signatures (once per
+    /// module), and runs the reactor's `_initialize`.
+    pub(crate) async fn new(store: &mut Store<ActorState>, instance: &Instance, index: &ExportIndex) -> Result<GuestApi, Error> {
+        let verified = index.verified.load(Ordering::Acquire);
+        let mut slot = 0;
         macro_rules! export {
-            ($name:literal) => {
-                instance.get_typed_func(&mut *store, $name).map_err(guest_err(concat!("resolving export ", $name)))?
-            };
+            () => {{
+                let name = FUNCS[slot];
+                let func = instance
+                    .get_module_export(&mut *store, &index.funcs[slot])
+                    .and_then(Extern::into_func)
+                    .ok_or(Error::Guest { context: "resolving exports", message: format!("{name} is not a function") })?;
+                slot += 1;
+                if verified {
+                    // SAFETY: an instance of this same module passed `typed`'s
+                    // signature check for this export (the branch below), and
+                    // a module's export types never change.
+                    unsafe { TypedFunc::new_unchecked(&*store, func) }
+                } else {
+                    func.typed(&*store).map_err(|e| Error::Guest { context: "checking export signatures", message: format!("{name}: {e}") })?
+                }
+            }};
         }
         let memory = instance
-            .get_memory(&mut *store, "memory")
+            .get_module_export(&mut *store, &index.memory)
+            .and_then(Extern::into_memory)
             .ok_or(Error::Guest { context: "resolving exports", message: "the module exports no memory".into() })?;
         store.data_mut().memory = Some(memory);
 
-        let version: TypedFunc<(), i32> = export!("wasqlite_abi_version");
-        let found = version.call_async(&mut *store, ()).await.map_err(guest_err("reading the ABI version"))?;
-        if found != ABI_VERSION {
-            return Err(Error::AbiMismatch { expected: ABI_VERSION, found });
+        let version: TypedFunc<(), i32> = export!();
+        if !verified {
+            let found = version.call_async(&mut *store, ()).await.map_err(guest_err("reading the ABI version"))?;
+            if found != ABI_VERSION {
+                return Err(Error::AbiMismatch { expected: ABI_VERSION, found });
+            }
         }
-        let initialize: TypedFunc<(), ()> = export!("_initialize");
-        initialize.call_async(&mut *store, ()).await.map_err(guest_err("initializing the guest"))?;
-
+        let initialize = match &index.initialize {
+            Some(export) => Some(
+                instance
+                    .get_module_export(&mut *store, export)
+                    .and_then(Extern::into_func)
+                    .ok_or(Error::Guest { context: "resolving exports", message: "_initialize is not a function".into() })?
+                    .typed::<(), ()>(&*store)
+                    .map_err(|e| Error::Guest { context: "checking export signatures", message: format!("_initialize: {e}") })?,
+            ),
+            None => None,
+        };
         let mut api = GuestApi {
             memory,
-            malloc: export!("wasqlite_malloc"),
-            free: export!("wasqlite_free"),
-            open: export!("wasqlite_open"),
-            close: export!("wasqlite_close"),
-            prepare: export!("wasqlite_prepare"),
-            bind: export!("wasqlite_bind"),
-            step: export!("wasqlite_step"),
-            column_names: export!("wasqlite_column_names"),
-            reset: export!("wasqlite_reset"),
-            finalize: export!("wasqlite_finalize"),
-            changes: export!("wasqlite_changes"),
-            last_insert_rowid: export!("wasqlite_last_insert_rowid"),
-            errcode: export!("wasqlite_errcode"),
-            errmsg: export!("wasqlite_errmsg"),
-            autocommit: export!("wasqlite_autocommit"),
+            malloc: export!(),
+            free: export!(),
+            open: export!(),
+            close: export!(),
+            prepare: export!(),
+            bind: export!(),
+            step: export!(),
+            column_names: export!(),
+            reset: export!(),
+            finalize: export!(),
+            changes: export!(),
+            last_insert_rowid: export!(),
+            errcode: export!(),
+            errmsg: export!(),
+            autocommit: export!(),
             scratch: 0,
             arg_buf: 0,
             arg_cap: 0,
         };
+        debug_assert_eq!(slot, FUNCS.len());
+        index.verified.store(true, Ordering::Release);
+        if let Some(initialize) = initialize {
+            initialize.call_async(&mut *store, ()).await.map_err(guest_err("initializing the guest"))?;
+        }
         api.scratch = api.malloc(store, 16).await?;
         Ok(api)
     }
