@@ -14,10 +14,10 @@ use wasmtime::Store;
 use crate::actor_id::ActorId;
 use crate::error::Error;
 use crate::guest::abi::BAD_PARAMS;
-use crate::guest::exports::{GuestApi, Prepared};
+use crate::guest::exports::{GuestApi, Prepared, Step};
 use crate::host::{AwakeGuard, HostInner, Instance};
 use crate::migrations::Migrations;
-use crate::sql::cache::StatementCache;
+use crate::sql::cache::{CachedStatement, StatementCache};
 use crate::sql::params::Params;
 use crate::sql::row::{Row, Rows, decode_names, decode_row};
 use crate::sql::transaction::Transaction;
@@ -37,6 +37,8 @@ pub struct Actor {
     poisoned: Option<String>,
     /// A dropped `Transaction` asked for a rollback before the next call.
     rollback_pending: bool,
+    /// `sqlite3_last_insert_rowid()` as of the last finished statement.
+    last_rowid: i64,
     _awake: AwakeGuard,
 }
 
@@ -63,6 +65,7 @@ impl Actor {
             cache: StatementCache::default(),
             poisoned: None,
             rollback_pending: false,
+            last_rowid: 0,
             _awake: awake,
         }
     }
@@ -146,7 +149,7 @@ impl Actor {
     ///
     /// [`Error::Poisoned`] or a guest failure.
     pub async fn last_insert_rowid(&mut self) -> Result<i64, Error> {
-        self.call(async |actor| actor.api.last_insert_rowid(&mut actor.store, actor.db).await).await
+        self.call(async |actor| Ok(actor.last_rowid)).await
     }
 
     /// Whether the connection is outside any explicit transaction.
@@ -243,6 +246,7 @@ impl Actor {
         self.db = fresh.db;
         self.cache = StatementCache::default();
         self.rollback_pending = false;
+        self.last_rowid = 0;
         Ok(())
     }
 
@@ -341,66 +345,71 @@ impl Actor {
     /// Runs `sql` through the statement cache, collecting rows into `rows`
     /// when asked.
     async fn run_cached(&mut self, sql: &str, params: &Params, rows: Option<&mut Option<Rows>>) -> Result<Outcome, Error> {
-        let stmt = match self.cache.take(sql) {
-            Some(stmt) => stmt,
-            None => self.prepare_single(sql).await?,
-        };
-        let result = self.run(stmt, params, rows).await;
-        let reset = self.api.reset(&mut self.store, stmt.stmt).await;
-        match reset {
-            Ok(_) => {
-                if let Some(evicted) = self.cache.put(sql, stmt) {
+        let cached = match self.cache.get(sql) {
+            Some(cached) => cached,
+            None => {
+                let prepared = self.prepare_single(sql).await?;
+                if let Some(evicted) = self.cache.insert(sql, prepared) {
                     self.api.finalize(&mut self.store, evicted.stmt).await?;
                 }
+                CachedStatement { prepared, columns: None }
             }
-            Err(e) => return Err(e),
-        }
-        result
+        };
+        let columns = match (&rows, cached.columns) {
+            (None, _) => None,
+            (Some(_), Some(columns)) => Some(columns),
+            (Some(_), None) => {
+                let columns = self.column_names(cached.prepared).await?;
+                self.cache.set_columns(sql, columns.clone());
+                Some(columns)
+            }
+        };
+        self.run(cached.prepared, columns, params, rows).await
     }
 
-    /// Binds, steps to the end and reports. Leaves the statement un-reset.
-    async fn run(&mut self, stmt: Prepared, params: &Params, rows: Option<&mut Option<Rows>>) -> Result<Outcome, Error> {
-        let encoded = params.encode(stmt.param_count)?;
-        if !encoded.is_empty() || stmt.param_count > 0 {
-            let ptr = self.api.stage(&mut self.store, &encoded).await?;
-            let rc = self.api.bind(&mut self.store, stmt.stmt, ptr, encoded.len()).await?;
-            if rc != ffi::SQLITE_OK {
-                return Err(self.bind_error(stmt, params, rc).await);
-            }
+    async fn column_names(&mut self, stmt: Prepared) -> Result<Arc<[String]>, Error> {
+        let (rc, names) = self.api.column_names(&mut self.store, stmt.stmt).await?;
+        if rc != ffi::SQLITE_OK {
+            return Err(self.sqlite_error(rc).await);
         }
-        let mut collected = match rows {
-            Some(_) => {
-                let (rc, names) = self.api.column_names(&mut self.store, stmt.stmt).await?;
-                if rc != ffi::SQLITE_OK {
-                    return Err(self.sqlite_error(rc).await);
-                }
-                Some(Rows::new(decode_names(names)?.into()))
-            }
-            None => None,
-        };
+        Ok(decode_names(names)?.into())
+    }
+
+    /// Binds, steps to the end and reports; rows go to `rows` when asked
+    /// (with `columns`). The guest resets the statement when it ends.
+    async fn run(
+        &mut self,
+        stmt: Prepared,
+        columns: Option<Arc<[String]>>,
+        params: &Params,
+        rows: Option<&mut Option<Rows>>,
+    ) -> Result<Outcome, Error> {
+        let encoded = params.encode(stmt.param_count)?;
+        let params_ptr = if encoded.is_empty() { 0 } else { self.api.stage(&mut self.store, &encoded).await? };
+        let mut collected = columns.map(Rows::new);
+        let decode = |row: &[u8]| decode_row(row, stmt.column_count);
+        let mut step = self.api.run(&mut self.store, stmt.stmt, params_ptr, encoded.len(), decode).await?;
         loop {
-            let (rc, values) = self
-                .api
-                .step(&mut self.store, stmt.stmt, |row| match &collected {
-                    Some(_) => decode_row(row, stmt.column_count).map(Some),
-                    None => Ok(None),
-                })
-                .await?;
-            match rc {
-                ffi::SQLITE_ROW => {
-                    if let (Some(rows), Some(Some(values))) = (collected.as_mut(), values) {
+            match step {
+                Step::Row(values) => {
+                    if let Some(rows) = collected.as_mut() {
                         rows.push(values);
                     }
+                    step = self.api.next(&mut self.store, stmt.stmt, decode).await?;
                 }
-                ffi::SQLITE_DONE => break,
-                rc => return Err(self.sqlite_error(rc).await),
+                Step::Done { changes, last_rowid } => {
+                    self.last_rowid = last_rowid;
+                    if let Some(out) = rows {
+                        *out = collected;
+                    }
+                    return Ok(Outcome { changes: changes.max(0) as u64 });
+                }
+                Step::Failed(rc) if rc == BAD_PARAMS || rc == ffi::SQLITE_RANGE => {
+                    return Err(self.bind_error(stmt, params, rc).await);
+                }
+                Step::Failed(rc) => return Err(self.sqlite_error(rc).await),
             }
         }
-        if let Some(out) = rows {
-            *out = collected;
-        }
-        let changes = self.api.changes(&mut self.store, self.db).await?;
-        Ok(Outcome { changes: changes.max(0) as u64 })
     }
 
     async fn bind_error(&mut self, stmt: Prepared, params: &Params, rc: i32) -> Error {
@@ -432,7 +441,7 @@ impl Actor {
                 break;
             }
             offset += prepared.tail.max(1);
-            let result = self.run(prepared, &Params::None, None).await;
+            let result = self.run(prepared, None, &Params::None, None).await;
             self.api.finalize(&mut self.store, prepared.stmt).await?;
             result?;
             // A statement may have replaced the staged text's buffer only if

@@ -1,10 +1,10 @@
 /*
 ** sql_api.c: the SQL surface the host calls. Thin wrappers over the sqlite3_*
-** API, shaped so that one host call does one useful thing: wasqlite_bind sets
-** every parameter from one buffer and wasqlite_step hands back a whole row
-** in one buffer (encodings in wasqlite_abi.h). Each crossing between host
-** and guest costs far more than a C call, so the surface is built to keep
-** them few.
+** API, shaped so that one host call does one useful thing: wasqlite_run binds
+** every parameter from one buffer and steps, wasqlite_next steps again, and
+** each hands back a whole row in one buffer (encodings in wasqlite_abi.h).
+** Each crossing between host and guest costs far more than a C call, so the
+** surface is built to keep them few: an INSERT is one call.
 **
 ** Everything exported is named wasqlite_*. Guest memory for arguments comes
 ** from wasqlite_malloc and goes back through wasqlite_free.
@@ -33,7 +33,7 @@ struct PrepareResult {
   int32_t paramCount;    /* sqlite3_bind_parameter_count() */
 };
 
-/* Where wasqlite_step and wasqlite_column_names leave their output. */
+/* Where wasqlite_column_names leaves its output. */
 typedef struct Buffer Buffer;
 struct Buffer {
   uint8_t *p;            /* Start; owned by this file, valid until next use */
@@ -251,26 +251,64 @@ static int encodeColumn(sqlite3_stmt *pStmt, int i){
   }
 }
 
+/* What wasqlite_run and wasqlite_next report. */
+typedef struct StepResult StepResult;
+struct StepResult {
+  uint8_t *pRow;         /* On SQLITE_ROW: the encoded row (valid until the */
+  int32_t nRow;          /*   next call into this file) and its length */
+  int64_t changes;       /* On SQLITE_DONE: sqlite3_changes64() */
+  int64_t lastRowid;     /* On SQLITE_DONE: sqlite3_last_insert_rowid() */
+};
+
 /*
-** Step a statement. On SQLITE_ROW the whole row is encoded into a buffer
-** that stays valid until the next call into this file, and *pOut says where.
+** Step once. A row is encoded for the host; anything else ends the
+** execution, and the statement is reset right here, so that a statement the
+** host holds between calls is always ready to run again. sqlite3_reset keeps
+** the error code and message of a failed step for wasqlite_errcode/errmsg.
 */
-WASQLITE_EXPORT(wasqlite_step)
-int32_t wasqlite_step(sqlite3_stmt *pStmt, Buffer *pOut){
+static int32_t stepOnce(sqlite3_stmt *pStmt, StepResult *pOut){
   int rc = sqlite3_step(pStmt);
-  pOut->p = 0;
-  pOut->n = 0;
+  pOut->pRow = 0;
+  pOut->nRow = 0;
   if( rc==SQLITE_ROW ){
     int nCol = sqlite3_column_count(pStmt);
     int i, rc2;
     outLen = 0;
     for(i=0; i<nCol; i++){
-      if( (rc2 = encodeColumn(pStmt, i))!=SQLITE_OK ) return rc2;
+      if( (rc2 = encodeColumn(pStmt, i))!=SQLITE_OK ){
+        sqlite3_reset(pStmt);
+        return rc2;
+      }
     }
-    pOut->p = outBuf;
-    pOut->n = outLen;
+    pOut->pRow = outBuf;
+    pOut->nRow = outLen;
+    return rc;
   }
+  pOut->changes = sqlite3_changes64(sqlite3_db_handle(pStmt));
+  pOut->lastRowid = sqlite3_last_insert_rowid(sqlite3_db_handle(pStmt));
+  sqlite3_reset(pStmt);
   return rc;
+}
+
+/*
+** Run a (reset) statement: bind the nParams bytes of encoded parameters, if
+** any, and step once. One host call runs a whole INSERT or UPDATE.
+*/
+WASQLITE_EXPORT(wasqlite_run)
+int32_t wasqlite_run(
+  sqlite3_stmt *pStmt, const uint8_t *pParams, int32_t nParams, StepResult *pOut
+){
+  if( nParams>0 ){
+    int rc = wasqlite_bind(pStmt, pParams, nParams);
+    if( rc!=SQLITE_OK ) return rc;
+  }
+  return stepOnce(pStmt, pOut);
+}
+
+/* Step a running statement once more. */
+WASQLITE_EXPORT(wasqlite_next)
+int32_t wasqlite_next(sqlite3_stmt *pStmt, StepResult *pOut){
+  return stepOnce(pStmt, pOut);
 }
 
 /*
@@ -296,24 +334,9 @@ int32_t wasqlite_column_names(sqlite3_stmt *pStmt, Buffer *pOut){
   return SQLITE_OK;
 }
 
-WASQLITE_EXPORT(wasqlite_reset)
-int32_t wasqlite_reset(sqlite3_stmt *pStmt){
-  return sqlite3_reset(pStmt);
-}
-
 WASQLITE_EXPORT(wasqlite_finalize)
 int32_t wasqlite_finalize(sqlite3_stmt *pStmt){
   return sqlite3_finalize(pStmt);
-}
-
-WASQLITE_EXPORT(wasqlite_changes)
-int64_t wasqlite_changes(sqlite3 *db){
-  return sqlite3_changes64(db);
-}
-
-WASQLITE_EXPORT(wasqlite_last_insert_rowid)
-int64_t wasqlite_last_insert_rowid(sqlite3 *db){
-  return sqlite3_last_insert_rowid(db);
 }
 
 WASQLITE_EXPORT(wasqlite_errcode)

@@ -40,7 +40,8 @@
 **
 ** EXPORTS (the SQL surface, vfs/sql_api.c) are named wasqlite_*; see there.
 **
-** ROW ENCODING (guest -> host, filled by wasqlite_step on SQLITE_ROW):
+** ROW ENCODING (guest -> host, filled by wasqlite_run and wasqlite_next on
+** SQLITE_ROW):
 ** one record per column, in column order:
 **     u8 type, then
 **       WASQLITE_INTEGER: i64 little-endian
@@ -49,7 +50,7 @@
 **       WASQLITE_BLOB:    u32 little-endian byte length, bytes
 **       WASQLITE_NULL:    nothing
 **
-** PARAMETER ENCODING (host -> guest, read by wasqlite_bind):
+** PARAMETER ENCODING (host -> guest, read by wasqlite_run and wasqlite_bind):
 ** one record per parameter:
 **     u32 little-endian index (1-based), or 0 for "by name", followed then by
 **       u32 name length and the name, including its prefix (":a", "@a", "$a")
@@ -60,7 +61,7 @@
 
 #include <stdint.h>
 
-#define WASQLITE_ABI_VERSION 1
+#define WASQLITE_ABI_VERSION 2
 
 /* Value type tags, shared by rows and parameters. */
 #define WASQLITE_INTEGER 1

@@ -29,6 +29,21 @@ pub(crate) struct Prepared {
     pub(crate) param_count: usize,
 }
 
+/// What one step of a statement produced.
+pub(crate) enum Step<R> {
+    /// A row, as `on_row` made it.
+    Row(R),
+    /// The statement finished (and the guest reset it).
+    Done {
+        /// `sqlite3_changes64()`.
+        changes: i64,
+        /// `sqlite3_last_insert_rowid()`.
+        last_rowid: i64,
+    },
+    /// An SQLite error code (the guest reset the statement).
+    Failed(i32),
+}
+
 /// The guest's exports, resolved once per instance.
 pub(crate) struct GuestApi {
     memory: Memory,
@@ -38,16 +53,15 @@ pub(crate) struct GuestApi {
     close: TypedFunc<i32, i32>,
     prepare: TypedFunc<(i32, i32, i32, i32), i32>,
     bind: TypedFunc<(i32, i32, i32), i32>,
-    step: TypedFunc<(i32, i32), i32>,
+    run: TypedFunc<(i32, i32, i32, i32), i32>,
+    next: TypedFunc<(i32, i32), i32>,
     column_names: TypedFunc<(i32, i32), i32>,
-    reset: TypedFunc<i32, i32>,
     finalize: TypedFunc<i32, i32>,
-    changes: TypedFunc<i32, i64>,
-    last_insert_rowid: TypedFunc<i32, i64>,
     errcode: TypedFunc<i32, i32>,
     errmsg: TypedFunc<i32, i32>,
     autocommit: TypedFunc<i32, i32>,
-    /// 16 bytes of guest memory for out-parameters.
+    /// 32 bytes of guest memory for out-parameters (PrepareResult,
+    /// StepResult and Buffer in sql_api.c).
     scratch: i32,
     /// A grow-only guest buffer for SQL text and parameters.
     arg_buf: i32,
@@ -74,7 +88,7 @@ pub(crate) struct ExportIndex {
 }
 
 /// Every function export the host calls, in `ExportIndex::funcs` order.
-const FUNCS: [&str; 16] = [
+const FUNCS: [&str; 14] = [
     "wasqlite_abi_version",
     "wasqlite_malloc",
     "wasqlite_free",
@@ -82,12 +96,10 @@ const FUNCS: [&str; 16] = [
     "wasqlite_close",
     "wasqlite_prepare",
     "wasqlite_bind",
-    "wasqlite_step",
+    "wasqlite_run",
+    "wasqlite_next",
     "wasqlite_column_names",
-    "wasqlite_reset",
     "wasqlite_finalize",
-    "wasqlite_changes",
-    "wasqlite_last_insert_rowid",
     "wasqlite_errcode",
     "wasqlite_errmsg",
     "wasqlite_autocommit",
@@ -167,12 +179,10 @@ impl GuestApi {
             close: export!(),
             prepare: export!(),
             bind: export!(),
-            step: export!(),
+            run: export!(),
+            next: export!(),
             column_names: export!(),
-            reset: export!(),
             finalize: export!(),
-            changes: export!(),
-            last_insert_rowid: export!(),
             errcode: export!(),
             errmsg: export!(),
             autocommit: export!(),
@@ -185,7 +195,7 @@ impl GuestApi {
         if let Some(initialize) = initialize {
             initialize.call_async(&mut *store, ()).await.map_err(guest_err("initializing the guest"))?;
         }
-        api.scratch = api.malloc(store, 16).await?;
+        api.scratch = api.malloc(store, 32).await?;
         Ok(api)
     }
 
@@ -254,19 +264,50 @@ impl GuestApi {
         self.bind.call_async(&mut *store, (stmt, params, len as i32)).await.map_err(guest_err("wasqlite_bind"))
     }
 
-    /// Steps `stmt`; on SQLITE_ROW, `on_row` sees the encoded row.
-    pub(crate) async fn step<R>(
+    /// Binds `len` bytes of encoded parameters at `params` (none when `len`
+    /// is 0) and steps `stmt` once: `wasqlite_run`.
+    pub(crate) async fn run<R>(
+        &self,
+        store: &mut Store<ActorState>,
+        stmt: i32,
+        params: i32,
+        len: usize,
+        on_row: impl FnOnce(&[u8]) -> Result<R, Error>,
+    ) -> Result<Step<R>, Error> {
+        let rc = self
+            .run
+            .call_async(&mut *store, (stmt, params, len as i32, self.scratch))
+            .await
+            .map_err(guest_err("wasqlite_run"))?;
+        self.step_result(store, rc, on_row)
+    }
+
+    /// Steps a running statement once more: `wasqlite_next`.
+    pub(crate) async fn next<R>(
         &self,
         store: &mut Store<ActorState>,
         stmt: i32,
         on_row: impl FnOnce(&[u8]) -> Result<R, Error>,
-    ) -> Result<(i32, Option<R>), Error> {
-        let rc = self.step.call_async(&mut *store, (stmt, self.scratch)).await.map_err(guest_err("wasqlite_step"))?;
-        if rc != libsqlite3_sys::SQLITE_ROW {
-            return Ok((rc, None));
+    ) -> Result<Step<R>, Error> {
+        let rc = self.next.call_async(&mut *store, (stmt, self.scratch)).await.map_err(guest_err("wasqlite_next"))?;
+        self.step_result(store, rc, on_row)
+    }
+
+    /// Reads the StepResult the guest left at `scratch`.
+    fn step_result<R>(&self, store: &Store<ActorState>, rc: i32, on_row: impl FnOnce(&[u8]) -> Result<R, Error>) -> Result<Step<R>, Error> {
+        match rc {
+            libsqlite3_sys::SQLITE_ROW => Ok(Step::Row(on_row(self.out_buffer(store, "wasqlite_run")?)?)),
+            libsqlite3_sys::SQLITE_DONE => {
+                let mem = self.memory.data(store);
+                let field = |at: i32| {
+                    slice(mem, self.scratch + at, 8)
+                        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                        .ok_or_else(|| bad_guest_pointer("reading a StepResult"))
+                };
+                Ok(Step::Done { changes: field(8)?, last_rowid: field(16)? })
+            }
+            rc => Ok(Step::Failed(rc)),
         }
-        let row = self.out_buffer(store, "wasqlite_step")?;
-        Ok((rc, Some(on_row(row)?)))
     }
 
     /// The encoded column names of `stmt`.
@@ -286,20 +327,8 @@ impl GuestApi {
         ptr.zip(len).and_then(|(p, n)| slice(mem, p, n)).ok_or_else(|| bad_guest_pointer(context))
     }
 
-    pub(crate) async fn reset(&self, store: &mut Store<ActorState>, stmt: i32) -> Result<i32, Error> {
-        self.reset.call_async(&mut *store, stmt).await.map_err(guest_err("wasqlite_reset"))
-    }
-
     pub(crate) async fn finalize(&self, store: &mut Store<ActorState>, stmt: i32) -> Result<i32, Error> {
         self.finalize.call_async(&mut *store, stmt).await.map_err(guest_err("wasqlite_finalize"))
-    }
-
-    pub(crate) async fn changes(&self, store: &mut Store<ActorState>, db: i32) -> Result<i64, Error> {
-        self.changes.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_changes"))
-    }
-
-    pub(crate) async fn last_insert_rowid(&self, store: &mut Store<ActorState>, db: i32) -> Result<i64, Error> {
-        self.last_insert_rowid.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_last_insert_rowid"))
     }
 
     pub(crate) async fn autocommit(&self, store: &mut Store<ActorState>, db: i32) -> Result<bool, Error> {

@@ -1,48 +1,60 @@
 //! `StatementCache`: prepared statements kept inside the guest between
-//! calls, keyed by SQL text, so that a repeated statement skips the parser.
-//! The cache owns the guest handles; `Actor::sleep` finalizes them all.
+//! calls, keyed by SQL text, so that a repeated statement skips the parser
+//! (and a repeated query skips fetching its column names). The cache owns
+//! the guest handles; `Actor::sleep` finalizes them all.
+//!
+//! Invariant: every cached statement is reset (the guest resets a statement
+//! when it finishes or fails), so it can run again at any time.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::guest::exports::Prepared;
 
 /// Statements kept at most; the oldest is finalized to make room.
 pub(crate) const CAPACITY: usize = 32;
 
+/// A prepared statement and, once a query has needed them, its column names.
+#[derive(Clone)]
+pub(crate) struct CachedStatement {
+    pub(crate) prepared: Prepared,
+    pub(crate) columns: Option<Arc<[String]>>,
+}
+
 #[derive(Default)]
 pub(crate) struct StatementCache {
-    statements: HashMap<Box<str>, Prepared>,
+    statements: HashMap<Box<str>, CachedStatement>,
     /// Insertion order, oldest first.
     order: VecDeque<Box<str>>,
 }
 
 impl StatementCache {
-    /// Takes the statement for `sql` out of the cache while it runs.
-    pub(crate) fn take(&mut self, sql: &str) -> Option<Prepared> {
-        self.statements.remove(sql)
+    pub(crate) fn get(&self, sql: &str) -> Option<CachedStatement> {
+        self.statements.get(sql).cloned()
     }
 
-    /// Returns a (reset) statement; yields the handle evicted, if any, for
-    /// the caller to finalize.
-    pub(crate) fn put(&mut self, sql: &str, stmt: Prepared) -> Option<Prepared> {
-        if !self.order.iter().any(|s| &**s == sql) {
-            self.order.push_back(sql.into());
+    /// Adds a new statement; yields the handle evicted, if any, for the
+    /// caller to finalize.
+    pub(crate) fn insert(&mut self, sql: &str, prepared: Prepared) -> Option<Prepared> {
+        let evicted = if self.statements.len() >= CAPACITY {
+            self.order.pop_front().and_then(|oldest| self.statements.remove(&oldest)).map(|c| c.prepared)
+        } else {
+            None
+        };
+        self.order.push_back(sql.into());
+        self.statements.insert(sql.into(), CachedStatement { prepared, columns: None });
+        evicted
+    }
+
+    pub(crate) fn set_columns(&mut self, sql: &str, columns: Arc<[String]>) {
+        if let Some(entry) = self.statements.get_mut(sql) {
+            entry.columns = Some(columns);
         }
-        self.statements.insert(sql.into(), stmt);
-        if self.statements.len() <= CAPACITY {
-            return None;
-        }
-        while let Some(oldest) = self.order.pop_front() {
-            if let Some(evicted) = self.statements.remove(&oldest) {
-                return Some(evicted);
-            }
-        }
-        None
     }
 
     /// Every cached handle, emptying the cache.
     pub(crate) fn drain(&mut self) -> Vec<Prepared> {
         self.order.clear();
-        self.statements.drain().map(|(_, s)| s).collect()
+        self.statements.drain().map(|(_, s)| s.prepared).collect()
     }
 }
