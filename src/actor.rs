@@ -19,7 +19,7 @@ use crate::host::{AwakeGuard, HostInner, Instance};
 use crate::migrations::Migrations;
 use crate::sql::cache::{CachedStatement, StatementCache};
 use crate::sql::params::Params;
-use crate::sql::row::{Row, Rows, decode_names, decode_row};
+use crate::sql::row::{Row, Rows, decode_names, decode_rows};
 use crate::sql::transaction::Transaction;
 use crate::state::ActorState;
 use crate::vfs::layout::FileTag;
@@ -387,16 +387,15 @@ impl Actor {
         let encoded = params.encode(stmt.param_count)?;
         let params_ptr = if encoded.is_empty() { 0 } else { self.api.stage(&mut self.store, &encoded).await? };
         let mut collected = columns.map(Rows::new);
-        let decode = |row: &[u8]| decode_row(row, stmt.column_count);
-        let mut step = self.api.run(&mut self.store, stmt.stmt, params_ptr, encoded.len(), decode).await?;
+        let columns = stmt.column_count;
+        let mut sink = |bytes: &[u8], count: usize| match collected.as_mut() {
+            Some(rows) => decode_rows(bytes, count, columns, |values| rows.push(values)),
+            None => Ok(()),
+        };
+        let mut step = self.api.run(&mut self.store, stmt.stmt, params_ptr, encoded.len(), &mut sink).await?;
         loop {
             match step {
-                Step::Row(values) => {
-                    if let Some(rows) = collected.as_mut() {
-                        rows.push(values);
-                    }
-                    step = self.api.next(&mut self.store, stmt.stmt, decode).await?;
-                }
+                Step::More => step = self.api.next(&mut self.store, stmt.stmt, &mut sink).await?,
                 Step::Done { changes, last_rowid } => {
                     self.last_rowid = last_rowid;
                     if let Some(out) = rows {

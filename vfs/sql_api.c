@@ -1,8 +1,9 @@
 /*
 ** sql_api.c: the SQL surface the host calls. Thin wrappers over the sqlite3_*
 ** API, shaped so that one host call does one useful thing: wasqlite_run binds
-** every parameter from one buffer and steps, wasqlite_next steps again, and
-** each hands back a whole row in one buffer (encodings in wasqlite_abi.h).
+** every parameter from one buffer and steps, wasqlite_next steps on, and
+** each hands back a batch of whole rows in one buffer (encodings in
+** wasqlite_abi.h).
 ** Each crossing between host and guest costs far more than a C call, so the
 ** surface is built to keep them few: an INSERT is one call.
 **
@@ -251,39 +252,51 @@ static int encodeColumn(sqlite3_stmt *pStmt, int i){
   }
 }
 
+/* Encoded bytes past which wasqlite_run and wasqlite_next stop stepping and
+** let the host take the rows so far. */
+#define ROW_BATCH_BYTES 65536
+
 /* What wasqlite_run and wasqlite_next report. */
 typedef struct StepResult StepResult;
 struct StepResult {
-  uint8_t *pRow;         /* On SQLITE_ROW: the encoded row (valid until the */
-  int32_t nRow;          /*   next call into this file) and its length */
+  uint8_t *pRows;        /* Rows encoded back to back (valid until the next */
+  int32_t nBytes;        /*   call into this file), their total size, */
+  int32_t nRows;         /*   and how many */
+  int32_t reserved;      /* Keeps the 64-bit fields 8-aligned */
   int64_t changes;       /* On SQLITE_DONE: sqlite3_changes64() */
   int64_t lastRowid;     /* On SQLITE_DONE: sqlite3_last_insert_rowid() */
 };
 
 /*
-** Step once. A row is encoded for the host; anything else ends the
-** execution, and the statement is reset right here, so that a statement the
-** host holds between calls is always ready to run again. sqlite3_reset keeps
-** the error code and message of a failed step for wasqlite_errcode/errmsg.
+** Step until the statement ends or ROW_BATCH_BYTES of rows are encoded, so
+** that a query returning a handful of rows costs one host call. Returns
+** SQLITE_ROW when more rows may follow (call wasqlite_next), SQLITE_DONE when
+** the rows in the buffer are the last, or an error. A statement that ends is
+** reset right here, so a statement the host holds between calls is always
+** ready to run again; sqlite3_reset keeps the error code and message of a
+** failed step for wasqlite_errcode/errmsg.
 */
-static int32_t stepOnce(sqlite3_stmt *pStmt, StepResult *pOut){
-  int rc = sqlite3_step(pStmt);
-  pOut->pRow = 0;
-  pOut->nRow = 0;
-  if( rc==SQLITE_ROW ){
-    int nCol = sqlite3_column_count(pStmt);
-    int i, rc2;
-    outLen = 0;
-    for(i=0; i<nCol; i++){
-      if( (rc2 = encodeColumn(pStmt, i))!=SQLITE_OK ){
+static int32_t stepBatch(sqlite3_stmt *pStmt, StepResult *pOut){
+  int nCol = sqlite3_column_count(pStmt);
+  int rc;
+  outLen = 0;
+  pOut->nRows = 0;
+  for(;;){
+    rc = sqlite3_step(pStmt);
+    if( rc!=SQLITE_ROW ) break;
+    for(int i=0; i<nCol; i++){
+      int rc2 = encodeColumn(pStmt, i);
+      if( rc2!=SQLITE_OK ){
         sqlite3_reset(pStmt);
         return rc2;
       }
     }
-    pOut->pRow = outBuf;
-    pOut->nRow = outLen;
-    return rc;
+    pOut->nRows++;
+    if( outLen>=ROW_BATCH_BYTES ) break;
   }
+  pOut->pRows = outBuf;
+  pOut->nBytes = outLen;
+  if( rc==SQLITE_ROW ) return rc;
   pOut->changes = sqlite3_changes64(sqlite3_db_handle(pStmt));
   pOut->lastRowid = sqlite3_last_insert_rowid(sqlite3_db_handle(pStmt));
   sqlite3_reset(pStmt);
@@ -292,7 +305,8 @@ static int32_t stepOnce(sqlite3_stmt *pStmt, StepResult *pOut){
 
 /*
 ** Run a (reset) statement: bind the nParams bytes of encoded parameters, if
-** any, and step once. One host call runs a whole INSERT or UPDATE.
+** any, and step. One host call runs a whole INSERT or UPDATE, or a query
+** with up to ROW_BATCH_BYTES of results.
 */
 WASQLITE_EXPORT(wasqlite_run)
 int32_t wasqlite_run(
@@ -302,13 +316,13 @@ int32_t wasqlite_run(
     int rc = wasqlite_bind(pStmt, pParams, nParams);
     if( rc!=SQLITE_OK ) return rc;
   }
-  return stepOnce(pStmt, pOut);
+  return stepBatch(pStmt, pOut);
 }
 
-/* Step a running statement once more. */
+/* Continue a statement that returned SQLITE_ROW. */
 WASQLITE_EXPORT(wasqlite_next)
 int32_t wasqlite_next(sqlite3_stmt *pStmt, StepResult *pOut){
-  return stepOnce(pStmt, pOut);
+  return stepBatch(pStmt, pOut);
 }
 
 /*

@@ -40,9 +40,8 @@
 **
 ** EXPORTS (the SQL surface, vfs/sql_api.c) are named wasqlite_*; see there.
 **
-** ROW ENCODING (guest -> host, filled by wasqlite_run and wasqlite_next on
-** SQLITE_ROW):
-** one record per column, in column order:
+** ROW ENCODING (guest -> host, filled by wasqlite_run and wasqlite_next,
+** several rows back to back): one record per column, in column order:
 **     u8 type, then
 **       WASQLITE_INTEGER: i64 little-endian
 **       WASQLITE_REAL:    f64 little-endian (IEEE 754 bits)
@@ -61,7 +60,7 @@
 
 #include <stdint.h>
 
-#define WASQLITE_ABI_VERSION 2
+#define WASQLITE_ABI_VERSION 3
 
 /* Value type tags, shared by rows and parameters. */
 #define WASQLITE_INTEGER 1

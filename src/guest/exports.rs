@@ -29,10 +29,10 @@ pub(crate) struct Prepared {
     pub(crate) param_count: usize,
 }
 
-/// What one step of a statement produced.
-pub(crate) enum Step<R> {
-    /// A row, as `on_row` made it.
-    Row(R),
+/// What one `run` or `next` call ended with.
+pub(crate) enum Step {
+    /// More rows may follow: call `next`.
+    More,
     /// The statement finished (and the guest reset it).
     Done {
         /// `sqlite3_changes64()`.
@@ -61,7 +61,7 @@ pub(crate) struct GuestApi {
     errmsg: TypedFunc<i32, i32>,
     autocommit: TypedFunc<i32, i32>,
     /// 32 bytes of guest memory for out-parameters (PrepareResult,
-    /// StepResult and Buffer in sql_api.c).
+    /// StepResult and Buffer in sql_api.c, the largest 32).
     scratch: i32,
     /// A grow-only guest buffer for SQL text and parameters.
     arg_buf: i32,
@@ -265,49 +265,58 @@ impl GuestApi {
     }
 
     /// Binds `len` bytes of encoded parameters at `params` (none when `len`
-    /// is 0) and steps `stmt` once: `wasqlite_run`.
-    pub(crate) async fn run<R>(
+    /// is 0) and steps `stmt`: `wasqlite_run`. Rows go to `on_rows`.
+    pub(crate) async fn run(
         &self,
         store: &mut Store<ActorState>,
         stmt: i32,
         params: i32,
         len: usize,
-        on_row: impl FnOnce(&[u8]) -> Result<R, Error>,
-    ) -> Result<Step<R>, Error> {
+        on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
+    ) -> Result<Step, Error> {
         let rc = self
             .run
             .call_async(&mut *store, (stmt, params, len as i32, self.scratch))
             .await
             .map_err(guest_err("wasqlite_run"))?;
-        self.step_result(store, rc, on_row)
+        self.step_result(store, rc, on_rows)
     }
 
-    /// Steps a running statement once more: `wasqlite_next`.
-    pub(crate) async fn next<R>(
+    /// Continues a statement that returned `Step::More`: `wasqlite_next`.
+    pub(crate) async fn next(
         &self,
         store: &mut Store<ActorState>,
         stmt: i32,
-        on_row: impl FnOnce(&[u8]) -> Result<R, Error>,
-    ) -> Result<Step<R>, Error> {
+        on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
+    ) -> Result<Step, Error> {
         let rc = self.next.call_async(&mut *store, (stmt, self.scratch)).await.map_err(guest_err("wasqlite_next"))?;
-        self.step_result(store, rc, on_row)
+        self.step_result(store, rc, on_rows)
     }
 
-    /// Reads the StepResult the guest left at `scratch`.
-    fn step_result<R>(&self, store: &Store<ActorState>, rc: i32, on_row: impl FnOnce(&[u8]) -> Result<R, Error>) -> Result<Step<R>, Error> {
-        match rc {
-            libsqlite3_sys::SQLITE_ROW => Ok(Step::Row(on_row(self.out_buffer(store, "wasqlite_run")?)?)),
-            libsqlite3_sys::SQLITE_DONE => {
-                let mem = self.memory.data(store);
-                let field = |at: i32| {
-                    slice(mem, self.scratch + at, 8)
-                        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-                        .ok_or_else(|| bad_guest_pointer("reading a StepResult"))
-                };
-                Ok(Step::Done { changes: field(8)?, last_rowid: field(16)? })
-            }
-            rc => Ok(Step::Failed(rc)),
+    /// Reads the StepResult the guest left at `scratch`:
+    /// pRows @0, nBytes @4, nRows @8, changes @16, lastRowid @24.
+    fn step_result(
+        &self,
+        store: &Store<ActorState>,
+        rc: i32,
+        on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
+    ) -> Result<Step, Error> {
+        if rc != libsqlite3_sys::SQLITE_ROW && rc != libsqlite3_sys::SQLITE_DONE {
+            return Ok(Step::Failed(rc));
         }
+        let mem = self.memory.data(store);
+        let bad = || bad_guest_pointer("reading a StepResult");
+        let i32_at = |at: i32| read_i32(mem, self.scratch + at).ok_or_else(bad);
+        let i64_at = |at: i32| {
+            slice(mem, self.scratch + at, 8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).ok_or_else(bad)
+        };
+        let count = usize::try_from(i32_at(8)?).map_err(|_| bad())?;
+        let rows = slice(mem, i32_at(0)?, i32_at(4)?).ok_or_else(bad)?;
+        on_rows(rows, count)?;
+        if rc == libsqlite3_sys::SQLITE_ROW {
+            return Ok(Step::More);
+        }
+        Ok(Step::Done { changes: i64_at(16)?, last_rowid: i64_at(24)? })
     }
 
     /// The encoded column names of `stmt`.

@@ -6,8 +6,10 @@
 //! Invariant: every cached statement is reset (the guest resets a statement
 //! when it finishes or fails), so it can run again at any time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::guest::exports::Prepared;
 
@@ -23,7 +25,7 @@ pub(crate) struct CachedStatement {
 
 #[derive(Default)]
 pub(crate) struct StatementCache {
-    statements: HashMap<Box<str>, CachedStatement>,
+    statements: FxHashMap<Box<str>, CachedStatement>,
     /// Insertion order, oldest first.
     order: VecDeque<Box<str>>,
 }

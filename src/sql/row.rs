@@ -128,33 +128,41 @@ fn take_len(bytes: &mut &[u8]) -> Result<usize, Error> {
     Ok(u32::from_le_bytes(take(bytes, 4)?.try_into().expect("4 bytes")) as usize)
 }
 
-/// Decodes one encoded row of `columns` values.
-pub(crate) fn decode_row(mut bytes: &[u8], columns: usize) -> Result<Vec<Value>, Error> {
+/// Decodes one encoded row of `columns` values from the front of `bytes`.
+pub(crate) fn decode_row(bytes: &mut &[u8], columns: usize) -> Result<Vec<Value>, Error> {
     let mut values = Vec::with_capacity(columns);
     for _ in 0..columns {
-        let value = match take(&mut bytes, 1)?[0] {
-            tag::INTEGER => Value::Integer(i64::from_le_bytes(take(&mut bytes, 8)?.try_into().expect("8 bytes"))),
-            tag::REAL => Value::Real(f64::from_le_bytes(take(&mut bytes, 8)?.try_into().expect("8 bytes"))),
+        let value = match take(bytes, 1)?[0] {
+            tag::INTEGER => Value::Integer(i64::from_le_bytes(take(bytes, 8)?.try_into().expect("8 bytes"))),
+            tag::REAL => Value::Real(f64::from_le_bytes(take(bytes, 8)?.try_into().expect("8 bytes"))),
             tag::TEXT => {
-                let n = take_len(&mut bytes)?;
-                let text = take(&mut bytes, n)?;
+                let n = take_len(bytes)?;
+                let text = take(bytes, n)?;
                 // SQLite hands back what was stored; invalid UTF-8 that got in
                 // through a blob cast is replaced rather than refused.
                 Value::Text(String::from_utf8_lossy(text).into_owned())
             }
             tag::BLOB => {
-                let n = take_len(&mut bytes)?;
-                Value::Blob(take(&mut bytes, n)?.to_vec())
+                let n = take_len(bytes)?;
+                Value::Blob(take(bytes, n)?.to_vec())
             }
             tag::NULL => Value::Null,
             other => return Err(malformed(&format!("unknown value tag {other}"))),
         };
         values.push(value);
     }
-    if !bytes.is_empty() {
-        return Err(malformed("the row buffer has bytes past the last column"));
-    }
     Ok(values)
+}
+
+/// Decodes `count` rows of `columns` values that fill `bytes` exactly.
+pub(crate) fn decode_rows(mut bytes: &[u8], count: usize, columns: usize, mut push: impl FnMut(Vec<Value>)) -> Result<(), Error> {
+    for _ in 0..count {
+        push(decode_row(&mut bytes, columns)?);
+    }
+    if !bytes.is_empty() {
+        return Err(malformed("the row buffer has bytes past the last row"));
+    }
+    Ok(())
 }
 
 /// Decodes the column-name encoding of `wasqlite_column_names`.
@@ -178,12 +186,13 @@ mod tests {
         bytes.push(tag::REAL);
         bytes.extend(2.5f64.to_le_bytes());
         bytes.extend([tag::TEXT, 2, 0, 0, 0, b'h', b'i', tag::BLOB, 1, 0, 0, 0, 9, tag::NULL]);
-        let values = decode_row(&bytes, 5).unwrap();
-        assert_eq!(
-            values,
-            vec![Value::Integer(-5), Value::Real(2.5), Value::Text("hi".into()), Value::Blob(vec![9]), Value::Null]
-        );
-        assert!(decode_row(&bytes[..bytes.len() - 3], 5).is_err());
-        assert!(decode_row(&bytes, 4).is_err());
+        let one = vec![Value::Integer(-5), Value::Real(2.5), Value::Text("hi".into()), Value::Blob(vec![9]), Value::Null];
+        let two = [bytes.clone(), bytes.clone()].concat();
+        let mut rows = Vec::new();
+        decode_rows(&two, 2, 5, |r| rows.push(r)).unwrap();
+        assert_eq!(rows, vec![one.clone(), one]);
+        assert!(decode_rows(&bytes[..bytes.len() - 3], 1, 5, drop).is_err());
+        assert!(decode_rows(&bytes, 1, 4, drop).is_err());
+        assert!(decode_rows(&two, 1, 5, drop).is_err());
     }
 }
