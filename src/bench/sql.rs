@@ -1,0 +1,404 @@
+//! `wasqlite bench sql`: SQL throughput on wasqlite against native SQLite,
+//! in the same process, one after the other.
+//!
+//! Backends: wasqlite over `MemoryKv` (`memory`), wasqlite over the default
+//! persistent store, redb with group commit, in a temporary directory
+//! (`redb`: every commit is fsync'd), and native SQLite 3.54.1 through
+//! rusqlite, bundled, with the guest's pragmas and `synchronous = OFF`
+//! (`native`). See `sql_db.rs` for what each side does per statement.
+//!
+//! Workloads, on a table `t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT)`
+//! of `--rows` rows (10,000 by default) where they need one:
+//!
+//! - `point-select`: `SELECT a, b FROM t WHERE id = ?` with random ids,
+//!   back to back for `--seconds`; SELECTs per second.
+//! - `autocommit-update`: `UPDATE t SET a = a + 1 WHERE id = ?` with random
+//!   ids, each its own transaction; UPDATEs per second.
+//! - `bulk-insert-25k`: 25,000 INSERTs into a fresh table in one
+//!   transaction, COMMIT included; milliseconds.
+//! - `mixed`: seven speedtest1-style steps (mixed.rs); milliseconds.
+//!
+//! Each workload runs `--rounds` rounds; in each round every backend runs
+//! once, in turn, with the same random sequence. Figures are medians over
+//! rounds; a ratio is wasqlite's figure over native's in the same round, and
+//! the median of those is quoted: for throughput, the share of native's
+//! throughput (higher is better); for time, the multiple of native's time
+//! (lower is better).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value as Json, json};
+use wasqlite::{Host, MemoryKv, Value};
+
+use super::measure::{median, round};
+use super::mixed;
+use super::sql_db::Db;
+
+#[derive(Args, Debug)]
+pub(crate) struct SqlArgs {
+    /// Which workload.
+    #[arg(long, value_enum, default_value_t = Workload::All)]
+    workload: Workload,
+    /// Rows in the table of point-select and autocommit-update, and the
+    /// size of the mixed workload.
+    #[arg(long, default_value_t = 10_000)]
+    rows: usize,
+    /// Rounds per workload; figures are medians.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds each throughput measurement runs.
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Backends, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "memory,redb,native")]
+    backends: Vec<Backend>,
+    /// Where to put the temporary redb and native files (default: the
+    /// system temp dir).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Print one JSON object with every figure instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    All,
+    PointSelect,
+    AutocommitUpdate,
+    #[value(name = "bulk-insert-25k")]
+    BulkInsert25k,
+    Mixed,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::All => "all",
+            Workload::PointSelect => "point-select",
+            Workload::AutocommitUpdate => "autocommit-update",
+            Workload::BulkInsert25k => "bulk-insert-25k",
+            Workload::Mixed => "mixed",
+        }
+    }
+
+    /// Throughput (ops/s, higher is better) or time (ms, lower is better).
+    fn is_throughput(self) -> bool {
+        matches!(self, Workload::PointSelect | Workload::AutocommitUpdate)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Memory,
+    Redb,
+    Native,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Redb => "redb",
+            Backend::Native => "native",
+        }
+    }
+}
+
+const BULK_ROWS: usize = 25_000;
+const POINT_SELECT: &str = "SELECT a, b FROM t WHERE id = ?1";
+const UPDATE: &str = "UPDATE t SET a = a + 1 WHERE id = ?1";
+const BULK_SETUP: &str =
+    "DROP TABLE IF EXISTS bulk; CREATE TABLE bulk(id INTEGER PRIMARY KEY, a INTEGER NOT NULL, b TEXT NOT NULL)";
+const BULK_INSERT: &str = "INSERT INTO bulk(a, b) VALUES (?1, ?2)";
+
+/// Where each backend's databases come from.
+struct Backends {
+    dir: tempfile::TempDir,
+    memory: Host,
+    redb: Option<Host>,
+}
+
+impl Backends {
+    fn new(args: &SqlArgs) -> Result<Backends> {
+        let dir = match &args.dir {
+            Some(d) => tempfile::tempdir_in(d),
+            None => tempfile::tempdir(),
+        }
+        .context("creating a temporary directory")?;
+        let memory = Host::new(Arc::new(MemoryKv::new())).context("starting the WebAssembly host")?;
+        let redb = match args.backends.contains(&Backend::Redb) {
+            true => {
+                let url = format!("redb:{}", dir.path().join("kv.redb").display());
+                Some(Host::new(wasqlite::kv::open_store(&url)?).context("starting the WebAssembly host")?)
+            }
+            false => None,
+        };
+        Ok(Backends { dir, memory, redb })
+    }
+
+    /// A fresh database named `name` on `backend`.
+    async fn open(&self, backend: Backend, name: &str) -> Result<Db> {
+        Ok(match backend {
+            Backend::Memory => Db::Wasm(Box::new(self.memory.wake(name).await?)),
+            Backend::Redb => Db::Wasm(Box::new(self.redb.as_ref().context("no redb host")?.wake(name).await?)),
+            Backend::Native => Db::open_native(&self.dir.path().join(format!("{name}.sqlite")))?,
+        })
+    }
+}
+
+/// Fills `t` with `rows` rows in one transaction.
+async fn fill(db: &mut Db, rows: usize) -> Result<()> {
+    db.batch("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, a INTEGER NOT NULL, b TEXT NOT NULL)").await?;
+    let mut rng = SmallRng::seed_from_u64(1);
+    db.batch("BEGIN").await?;
+    for id in 1..=rows as i64 {
+        let a = rng.random_range(0..1_000_000_000u64);
+        db.execute(
+            "INSERT INTO t(id, a, b) VALUES (?1, ?2, ?3)",
+            vec![Value::Integer(id), Value::Integer(a as i64), Value::Text(mixed::words(a))],
+        )
+        .await?;
+    }
+    db.batch("COMMIT").await
+}
+
+/// Runs `sql` with a random id, back to back for `seconds`; per second.
+async fn throughput(db: &mut Db, sql: &str, rows: usize, seconds: f64, seed: u64, read: bool) -> Result<f64> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let budget = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut ops = 0u64;
+    while start.elapsed() < budget {
+        let params = vec![Value::Integer(rng.random_range(1..=rows as i64))];
+        if read {
+            db.query(sql, params).await?;
+        } else {
+            db.execute(sql, params).await?;
+        }
+        ops += 1;
+    }
+    Ok(ops as f64 / start.elapsed().as_secs_f64())
+}
+
+/// 25,000 INSERTs in one transaction into a fresh table; milliseconds.
+async fn bulk_insert(db: &mut Db, data: &[(i64, String)]) -> Result<f64> {
+    db.batch(BULK_SETUP).await?;
+    let start = Instant::now();
+    db.batch("BEGIN").await?;
+    for (a, b) in data {
+        db.execute(BULK_INSERT, vec![Value::Integer(*a), Value::Text(b.clone())]).await?;
+    }
+    db.batch("COMMIT").await?;
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
+/// One workload's figures: `values[backend][round]`, and for `mixed` the
+/// step times `steps[backend][round][step]`.
+struct Measured {
+    values: Vec<Vec<f64>>,
+    steps: Vec<Vec<[f64; mixed::STEPS.len()]>>,
+}
+
+async fn measure(
+    workload: Workload,
+    args: &SqlArgs,
+    backends: &Backends,
+    versions: &mut Vec<(Backend, String)>,
+) -> Result<Measured> {
+    let name = format!("sql-{}", workload.name());
+    let mut dbs = Vec::with_capacity(args.backends.len());
+    for &backend in &args.backends {
+        let mut db = backends.open(backend, &name).await.with_context(|| format!("opening {}", backend.name()))?;
+        if !versions.iter().any(|(b, _)| *b == backend) {
+            versions.push((backend, db.sqlite_version().await?));
+        }
+        if !matches!(workload, Workload::BulkInsert25k | Workload::Mixed) {
+            fill(&mut db, args.rows).await.with_context(|| format!("filling the table on {}", backend.name()))?;
+        }
+        dbs.push(db);
+    }
+    let bulk: Vec<(i64, String)> = match workload {
+        Workload::BulkInsert25k => {
+            let mut rng = SmallRng::seed_from_u64(25);
+            (0..BULK_ROWS)
+                .map(|_| {
+                    let a = rng.random_range(0..1_000_000_000u64);
+                    (a as i64, mixed::words(a))
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+
+    let mut measured = Measured { values: vec![Vec::new(); dbs.len()], steps: vec![Vec::new(); dbs.len()] };
+    for r in 0..args.rounds {
+        let plan = (workload == Workload::Mixed).then(|| mixed::Plan::new(args.rows, r as u64));
+        let mut checksums = Vec::new();
+        for (b, db) in dbs.iter_mut().enumerate() {
+            let backend = args.backends[b].name();
+            let value = match workload {
+                Workload::PointSelect => throughput(db, POINT_SELECT, args.rows, args.seconds, r as u64, true).await,
+                Workload::AutocommitUpdate => throughput(db, UPDATE, args.rows, args.seconds, r as u64, false).await,
+                Workload::BulkInsert25k => bulk_insert(db, &bulk).await,
+                Workload::Mixed | Workload::All => {
+                    mixed::run(db, plan.as_ref().expect("a plan for mixed")).await.map(|outcome| {
+                        checksums.push((backend, outcome.checksum));
+                        measured.steps[b].push(outcome.step_ms);
+                        outcome.step_ms.iter().sum::<f64>()
+                    })
+                }
+            }
+            .with_context(|| format!("{} on {backend}, round {}", workload.name(), r + 1))?;
+            measured.values[b].push(value);
+            if !args.json {
+                let unit = if workload.is_throughput() { "/s" } else { " ms" };
+                eprintln!("  {} round {}/{}: {backend:<6} {value:>10.1}{unit}", workload.name(), r + 1, args.rounds);
+            }
+        }
+        if let Some((first, sum)) = checksums.first()
+            && let Some((other, _)) = checksums.iter().find(|(_, s)| s != sum)
+        {
+            bail!("mixed round {}: {first} and {other} returned different results", r + 1);
+        }
+    }
+    for db in dbs {
+        db.close().await?;
+    }
+    Ok(measured)
+}
+
+pub(crate) async fn run(args: SqlArgs) -> Result<ExitCode> {
+    if args.rounds == 0 || args.rows == 0 {
+        bail!("--rounds and --rows must be at least 1");
+    }
+    if args.backends.is_empty() {
+        bail!("--backends names none");
+    }
+    let workloads: Vec<Workload> = match args.workload {
+        Workload::All => {
+            vec![Workload::PointSelect, Workload::AutocommitUpdate, Workload::BulkInsert25k, Workload::Mixed]
+        }
+        w => vec![w],
+    };
+    let backends = Backends::new(&args)?;
+    let native = args.backends.iter().position(|&b| b == Backend::Native);
+    let mut versions = Vec::new();
+
+    let mut results = Vec::new();
+    let mut table = Vec::new();
+    for &workload in &workloads {
+        let m = measure(workload, &args, &backends, &mut versions).await?;
+        let medians: Vec<f64> = m.values.iter().map(|v| median(v.clone())).collect();
+        // Per-round wasqlite/native, then the median.
+        let ratios: Vec<Option<f64>> = (0..args.backends.len())
+            .map(|b| {
+                let n = native?;
+                (args.backends[b] != Backend::Native)
+                    .then(|| median((0..args.rounds).map(|r| m.values[b][r] / m.values[n][r]).collect()))
+            })
+            .collect();
+
+        let mut per_backend = Map::new();
+        let mut ratio_json = Map::new();
+        for (b, backend) in args.backends.iter().enumerate() {
+            let mut entry = json!({
+                "median": round(medians[b], 2),
+                "rounds": m.values[b].iter().map(|v| round(*v, 2)).collect::<Vec<_>>(),
+            });
+            if workload == Workload::Mixed {
+                let steps: Map<String, Json> = mixed::STEPS
+                    .iter()
+                    .enumerate()
+                    .map(|(s, step)| {
+                        ((*step).to_owned(), json!(round(median(m.steps[b].iter().map(|r| r[s]).collect()), 2)))
+                    })
+                    .collect();
+                entry["steps_ms"] = Json::Object(steps);
+            }
+            per_backend.insert(backend.name().to_owned(), entry);
+            if let Some(r) = ratios[b] {
+                ratio_json.insert(backend.name().to_owned(), json!(round(r, 3)));
+            }
+        }
+        results.push(json!({
+            "name": workload.name(),
+            "unit": if workload.is_throughput() { "ops_per_s" } else { "ms" },
+            "higher_is_better": workload.is_throughput(),
+            "results": per_backend,
+            "ratio_to_native": ratio_json,
+        }));
+        table.push((workload, medians, ratios, m));
+    }
+
+    if args.json {
+        let versions: Map<String, Json> = versions.into_iter().map(|(b, v)| (b.name().to_owned(), json!(v))).collect();
+        let out = json!({
+            "sqlite_version": versions,
+            "rows": args.rows,
+            "rounds": args.rounds,
+            "seconds": args.seconds,
+            "bulk_rows": BULK_ROWS,
+            "workloads": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let versions: Vec<String> = versions.iter().map(|(b, v)| format!("{} {v}", b.name())).collect();
+    println!("SQLite versions: {}", versions.join(", "));
+    let mut header = "| workload | unit |".to_owned();
+    let mut rule = "|---|---|".to_owned();
+    for backend in &args.backends {
+        header += &format!(" {} |", backend.name());
+        rule += "---:|";
+    }
+    for backend in args.backends.iter().filter(|&&b| b != Backend::Native) {
+        if native.is_some() {
+            header += &format!(" {}/native |", backend.name());
+            rule += "---:|";
+        }
+    }
+    println!("{header}\n{rule}");
+    let row = |name: &str, unit: &str, medians: &[f64], ratios: &[Option<f64>], digits: usize| {
+        let mut line = format!("| {name} | {unit} |");
+        for v in medians {
+            line += &format!(" {v:.digits$} |");
+        }
+        for r in ratios.iter().flatten() {
+            line += &format!(" {r:.2}x |");
+        }
+        println!("{line}");
+    };
+    for (workload, medians, ratios, m) in &table {
+        let unit = if workload.is_throughput() { "ops/s" } else { "ms" };
+        row(workload.name(), unit, medians, ratios, if workload.is_throughput() { 0 } else { 1 });
+        if *workload == Workload::Mixed {
+            for (s, step) in mixed::STEPS.iter().enumerate() {
+                let per_round = |b: usize| -> Vec<f64> { m.steps[b].iter().map(|r| r[s]).collect() };
+                let step_medians: Vec<f64> = (0..args.backends.len()).map(|b| median(per_round(b))).collect();
+                let step_ratios: Vec<Option<f64>> = (0..args.backends.len())
+                    .map(|b| {
+                        let n = native?;
+                        (args.backends[b] != Backend::Native)
+                            .then(|| median((0..args.rounds).map(|r| m.steps[b][r][s] / m.steps[n][r][s]).collect()))
+                    })
+                    .collect();
+                row(&format!("mixed: {step}"), "ms", &step_medians, &step_ratios, 1);
+            }
+        }
+    }
+    println!(
+        "\nMedians of {} rounds ({} s per throughput round, {} rows). Ratios: wasqlite over native in the same round, median; \
+         for ops/s the share of native (higher is better), for ms the multiple of native's time (lower is better).",
+        args.rounds, args.seconds, args.rows
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,159 @@
+//! The SQL benchmarks' one view of a database, over a wasqlite actor or a
+//! native SQLite connection (rusqlite), so that every workload runs the same
+//! statements with the same parameters on both.
+//!
+//! Fairness, on both sides: statements are prepared once and cached by SQL
+//! text (wasqlite's actor cache; rusqlite's `prepare_cached`), parameters
+//! are bound, never spliced into SQL, and arrive as one owned `Vec` built by
+//! the caller (wasqlite takes it as its `Params`; the native side binds
+//! from it without copying), and every row a query returns is read out into
+//! owned values (wasqlite's `Rows` does that; the native side copies each
+//! column into a `Value`). Queries return a checksum of their
+//! rows, so that runs can be compared for equal results.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ToSql};
+use wasqlite::{Actor, Value};
+
+/// A database under benchmark.
+pub(crate) enum Db {
+    /// A wasqlite actor (its KV decides memory or redb).
+    Wasm(Box<Actor>),
+    /// Native SQLite, in a file.
+    Native(Connection),
+}
+
+/// Binds a `Value` without copying it.
+struct Bind<'a>(&'a Value);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+fn owned(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// Folds one row into a running checksum (FNV-1a over a canonical form).
+pub(crate) fn checksum(mut sum: u64, row: &[Value]) -> u64 {
+    let mut mix = |bytes: &[u8]| {
+        for &b in bytes {
+            sum = (sum ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for value in row {
+        match value {
+            Value::Null => mix(&[0]),
+            Value::Integer(i) => {
+                mix(&[1]);
+                mix(&i.to_le_bytes());
+            }
+            Value::Real(f) => {
+                mix(&[2]);
+                mix(&f.to_le_bytes());
+            }
+            Value::Text(s) => {
+                mix(&[3]);
+                mix(s.as_bytes());
+            }
+            Value::Blob(b) => {
+                mix(&[4]);
+                mix(b);
+            }
+        }
+    }
+    sum
+}
+
+impl Db {
+    /// Opens native SQLite at `path` with the pragmas the issue names, which
+    /// are also what wasqlite's guest runs with: 4 KiB pages, a rollback
+    /// journal, exclusive locking; and no syncs (wasqlite's durability is
+    /// the KV's business, not SQLite's).
+    pub(crate) fn open_native(path: &Path) -> Result<Db> {
+        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        conn.execute_batch(
+            "PRAGMA page_size = 4096; PRAGMA journal_mode = DELETE; \
+             PRAGMA locking_mode = EXCLUSIVE; PRAGMA synchronous = OFF;",
+        )
+        .context("setting the native pragmas")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Db::Native(conn))
+    }
+
+    /// Runs one statement; the number of rows it changed.
+    pub(crate) async fn execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64> {
+        match self {
+            Db::Wasm(actor) => Ok(actor.execute(sql, params).await?),
+            Db::Native(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                Ok(stmt.execute(rusqlite::params_from_iter(params.iter().map(Bind)))? as u64)
+            }
+        }
+    }
+
+    /// Runs a query, reads every row out, and returns their checksum.
+    pub(crate) async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<u64> {
+        match self {
+            Db::Wasm(actor) => {
+                let rows = actor.query(sql, params).await?;
+                Ok(rows.iter().fold(0, |sum, row| checksum(sum, row.values())))
+            }
+            Db::Native(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let columns = stmt.column_count();
+                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(Bind)))?;
+                let mut sum = 0;
+                while let Some(row) = rows.next()? {
+                    let mut values = Vec::with_capacity(columns);
+                    for i in 0..columns {
+                        values.push(owned(row.get_ref(i)?));
+                    }
+                    sum = checksum(sum, &values);
+                }
+                Ok(sum)
+            }
+        }
+    }
+
+    /// Runs statements without parameters (DDL, BEGIN, COMMIT).
+    pub(crate) async fn batch(&mut self, sql: &str) -> Result<()> {
+        match self {
+            Db::Wasm(actor) => Ok(actor.execute_batch(sql).await?),
+            Db::Native(conn) => Ok(conn.execute_batch(sql)?),
+        }
+    }
+
+    /// SQLite's version string, as this database reports it.
+    pub(crate) async fn sqlite_version(&mut self) -> Result<String> {
+        match self {
+            Db::Wasm(actor) => Ok(actor.query_row("SELECT sqlite_version()", ()).await?.get(0)?),
+            Db::Native(conn) => Ok(conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?),
+        }
+    }
+
+    /// Sleeps an actor; closes a connection.
+    pub(crate) async fn close(self) -> Result<()> {
+        match self {
+            Db::Wasm(actor) => Ok(actor.sleep().await?),
+            Db::Native(conn) => conn.close().map_err(|(_, e)| e.into()),
+        }
+    }
+}

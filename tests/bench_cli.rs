@@ -1,0 +1,152 @@
+//! `wasqlite bench churn` and `wasqlite bench sql` end to end, at tiny
+//! sizes: they run, and their JSON has every figure with a sane value.
+//! Nothing here asserts speed; BENCHMARKS.md does that with release builds.
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use serde_json::Value;
+
+/// Runs `wasqlite <args>`, which must succeed and print one JSON object.
+fn json(args: &[&str]) -> Value {
+    let out = cargo_bin_cmd!("wasqlite").args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The number at `path`, which must exist.
+fn num(v: &Value, path: &str) -> f64 {
+    let mut at = v;
+    for key in path.split('.') {
+        at = at.get(key).unwrap_or_else(|| panic!("no {path} in {v:#}"));
+    }
+    at.as_f64().unwrap_or_else(|| panic!("{path} is not a number in {v:#}"))
+}
+
+/// Whether the system has a TrueType font for the plot's labels (the base
+/// image ships DejaVu; `--plot` fails with a clear error without one).
+fn has_font() -> bool {
+    fn walk(dir: &std::path::Path, depth: usize) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        entries.filter_map(|e| e.ok()).map(|e| e.path()).any(|p| {
+            p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ttf"))
+                || (depth > 0 && p.is_dir() && walk(&p, depth - 1))
+        })
+    }
+    walk(std::path::Path::new("/usr/share/fonts"), 4)
+}
+
+#[test]
+fn churn_reports_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("churn.svg");
+    let mut args = vec!["bench", "churn", "--actors", "3", "--cycles", "20", "--json"];
+    let plotting = has_font();
+    if plotting {
+        args.extend(["--plot", plot.to_str().unwrap()]);
+    } else {
+        eprintln!("no TrueType font under /usr/share/fonts: not checking --plot");
+    }
+    let v = json(&args);
+
+    assert_eq!(num(&v, "actors"), 3.0);
+    assert_eq!(num(&v, "tables"), 10.0);
+    assert_eq!(num(&v, "cycles"), 20.0);
+    assert_eq!(v["store"], "memory");
+    assert!(num(&v, "cycles_per_s") > 0.0);
+    for histogram in ["wake_us", "write_us", "sleep_us"] {
+        assert_eq!(num(&v, &format!("{histogram}.count")), 20.0, "{histogram}");
+        let (p50, p99, p999) = (
+            num(&v, &format!("{histogram}.p50")),
+            num(&v, &format!("{histogram}.p99")),
+            num(&v, &format!("{histogram}.p999")),
+        );
+        assert!(p50 >= 1.0 && p50 <= p99 && p99 <= p999, "{histogram}: {p50} {p99} {p999}");
+    }
+
+    // RSS: plausible sizes, and a peak no lower than what was sampled.
+    let baseline = num(&v, "rss.baseline_bytes");
+    assert!(baseline > 1e6 && baseline < 64e9, "baseline {baseline}");
+    assert!(num(&v, "rss.peak_bytes") >= num(&v, "rss.end_bytes"));
+    assert!(num(&v, "rss.final_bytes") > 0.0);
+    assert_eq!(num(&v, "rss.drift_bytes"), num(&v, "rss.end_bytes") - num(&v, "rss.warmup_end_bytes"));
+    assert_eq!(num(&v, "rss.warmup_cycles"), 2.0, "10% of 20 cycles");
+    assert!(num(&v, "rss.samples") >= 2.0);
+
+    // Linear memory: some while awake, none once every actor sleeps.
+    assert_eq!(num(&v, "linear_memory.peak_live_instances"), 1.0);
+    assert!(num(&v, "linear_memory.peak_live_bytes") > 0.0);
+    assert_eq!(num(&v, "linear_memory.all_asleep_bytes"), 0.0);
+    assert_eq!(num(&v, "linear_memory.all_asleep_instances"), 0.0);
+    assert_eq!(num(&v, "sleeping_actor_linear_memory_bytes"), 0.0);
+
+    // --awake 100 by default, capped at the 3 actors there are.
+    assert_eq!(num(&v, "awake.held"), 3.0);
+    assert_eq!(num(&v, "awake.live_instances"), 3.0);
+    assert!(num(&v, "awake.linear_memory_per_actor_bytes") >= 65536.0);
+    assert!(num(&v, "awake.rss_held_bytes") > 0.0);
+
+    if plotting {
+        let svg = std::fs::read_to_string(&plot).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("live instances"), "{}", &svg[..svg.len().min(200)]);
+    }
+}
+
+#[test]
+fn sql_compares_with_native() {
+    let v = json(&[
+        "bench",
+        "sql",
+        "--workload",
+        "point-select",
+        "--rows",
+        "200",
+        "--json",
+        "--rounds",
+        "2",
+        "--seconds",
+        "0.05",
+    ]);
+    assert_eq!(num(&v, "rows"), 200.0);
+    for backend in ["memory", "redb", "native"] {
+        assert!(v["sqlite_version"][backend].as_str().unwrap().starts_with("3."), "{backend}: {v:#}");
+    }
+    assert_eq!(v["sqlite_version"]["memory"], v["sqlite_version"]["native"]);
+    let workloads = v["workloads"].as_array().unwrap();
+    assert_eq!(workloads.len(), 1);
+    let w = &workloads[0];
+    assert_eq!(w["name"], "point-select");
+    assert_eq!(w["unit"], "ops_per_s");
+    for backend in ["memory", "redb", "native"] {
+        assert!(num(w, &format!("results.{backend}.median")) > 0.0, "{backend}");
+        assert_eq!(w["results"][backend]["rounds"].as_array().unwrap().len(), 2);
+    }
+    for backend in ["memory", "redb"] {
+        let ratio = num(w, &format!("ratio_to_native.{backend}"));
+        assert!(ratio > 0.0 && ratio.is_finite(), "{backend}: {ratio}");
+    }
+    assert!(w["ratio_to_native"].get("native").is_none());
+}
+
+#[test]
+fn sql_mixed_agrees_with_native() {
+    // The mixed workload fails if wasqlite's results differ from native's.
+    let v = json(&[
+        "bench",
+        "sql",
+        "--workload",
+        "mixed",
+        "--rows",
+        "200",
+        "--json",
+        "--rounds",
+        "1",
+        "--backends",
+        "memory,native",
+    ]);
+    let w = &v["workloads"][0];
+    assert_eq!(w["name"], "mixed");
+    assert_eq!(w["unit"], "ms");
+    let steps = w["results"]["memory"]["steps_ms"].as_object().unwrap();
+    assert_eq!(steps.len(), 7);
+    assert!(num(w, "ratio_to_native.memory") > 0.0);
+}
