@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use wasqlite::simulation::{from_native, to_native};
 use wasqlite::{Actor, Error, Host, MemoryKv, Value};
 
 const SEEDS: u64 = 12;
@@ -19,28 +20,6 @@ const STATEMENTS: usize = 250;
 enum Outcome {
     Rows { columns: Vec<String>, rows: Vec<Vec<Value>>, changes: u64 },
     Failed { code: i32, message: String },
-}
-
-fn native_value(v: rusqlite::types::ValueRef<'_>) -> Value {
-    use rusqlite::types::ValueRef as N;
-    match v {
-        N::Null => Value::Null,
-        N::Integer(i) => Value::Integer(i),
-        N::Real(f) => Value::Real(f),
-        N::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-        N::Blob(b) => Value::Blob(b.to_vec()),
-    }
-}
-
-fn to_native(v: &Value) -> rusqlite::types::Value {
-    use rusqlite::types::Value as N;
-    match v {
-        Value::Null => N::Null,
-        Value::Integer(i) => N::Integer(*i),
-        Value::Real(f) => N::Real(*f),
-        Value::Text(s) => N::Text(s.clone()),
-        Value::Blob(b) => N::Blob(b.clone()),
-    }
 }
 
 /// changes() is only compared for data changes: a sleep/wake starts a new
@@ -70,7 +49,7 @@ fn native_run(conn: &rusqlite::Connection, sql: &str, params: &[Value]) -> Outco
     };
     loop {
         match cursor.next() {
-            Ok(Some(row)) => rows.push((0..n).map(|i| native_value(row.get_ref(i).unwrap())).collect()),
+            Ok(Some(row)) => rows.push((0..n).map(|i| from_native(row.get_ref(i).unwrap())).collect()),
             Ok(None) => break,
             Err(e) => return failed(e),
         }

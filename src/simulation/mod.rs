@@ -186,7 +186,9 @@ struct Oracle {
     conn: rusqlite::Connection,
 }
 
-fn to_native(v: &Value) -> rusqlite::types::Value {
+/// A value as native SQLite (rusqlite) takes it: for oracles and
+/// differential tests.
+pub fn to_native(v: &Value) -> rusqlite::types::Value {
     use rusqlite::types::Value as N;
     match v {
         Value::Null => N::Null,
@@ -197,7 +199,8 @@ fn to_native(v: &Value) -> rusqlite::types::Value {
     }
 }
 
-fn from_native(v: rusqlite::types::ValueRef<'_>) -> Value {
+/// A value native SQLite (rusqlite) returned.
+pub fn from_native(v: rusqlite::types::ValueRef<'_>) -> Value {
     use rusqlite::types::ValueRef as N;
     match v {
         N::Null => Value::Null,
