@@ -24,6 +24,11 @@ use crate::sql::transaction::Transaction;
 use crate::state::ActorState;
 use crate::vfs::layout::FileTag;
 
+/// Encoded parameter sets per `wasqlite_run_many` call: enough to spread a
+/// crossing over a few thousand small rows, small enough that the guest's
+/// argument buffer stays a few pages.
+const MANY_CHUNK_BYTES: usize = 64 << 10;
+
 /// An awake actor.
 pub struct Actor {
     id: ActorId,
@@ -96,6 +101,41 @@ impl Actor {
     pub async fn execute(&mut self, sql: &str, params: impl Into<Params>) -> Result<u64, Error> {
         let params = params.into();
         self.call(async |actor| actor.run_cached(sql, &params, None).await.map(|o| o.changes)).await
+    }
+
+    /// Runs one statement once for each parameter set, in order, and
+    /// returns the total number of rows changed: a bulk INSERT or UPDATE
+    /// in a few guest calls instead of one per row. Rows the statement
+    /// returns are discarded.
+    ///
+    /// Outside a transaction the sets run inside one, so all of them take
+    /// effect or none does. Inside one they are part of it, as a loop of
+    /// [`Actor::execute`] would be: the sets before a failing one keep
+    /// their effect until the caller rolls back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ParameterSet`] with the position of the first set that
+    /// failed and its error, or as [`Actor::execute`] for the statement.
+    pub async fn execute_many<P: Into<Params>>(&mut self, sql: &str, sets: impl IntoIterator<Item = P>) -> Result<u64, Error> {
+        let sets = sets.into_iter().map(Into::into);
+        if !self.is_autocommit().await? {
+            return self.many(sql, sets).await;
+        }
+        self.execute_batch("BEGIN").await?;
+        let result = match self.many(sql, sets).await {
+            Ok(changes) => self.execute_batch("COMMIT").await.map(|()| changes),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.rollback_if_open().await;
+        }
+        result
+    }
+
+    /// `execute_many` inside the caller's transaction.
+    pub(crate) async fn many(&mut self, sql: &str, sets: impl Iterator<Item = Params>) -> Result<u64, Error> {
+        self.call(async |actor| actor.run_many(sql, sets).await).await
     }
 
     /// Runs a query and returns every row.
@@ -344,17 +384,20 @@ impl Actor {
 
     /// Runs `sql` through the statement cache, collecting rows into `rows`
     /// when asked.
+    /// The cached statement for `sql`, prepared now if it is not cached.
+    async fn cached(&mut self, sql: &str) -> Result<CachedStatement, Error> {
+        if let Some(cached) = self.cache.get(sql) {
+            return Ok(cached);
+        }
+        let prepared = self.prepare_single(sql).await?;
+        if let Some(evicted) = self.cache.insert(sql, prepared) {
+            self.api.finalize(&mut self.store, evicted.stmt).await?;
+        }
+        Ok(CachedStatement { prepared, columns: None })
+    }
+
     async fn run_cached(&mut self, sql: &str, params: &Params, rows: Option<&mut Option<Rows>>) -> Result<Outcome, Error> {
-        let cached = match self.cache.get(sql) {
-            Some(cached) => cached,
-            None => {
-                let prepared = self.prepare_single(sql).await?;
-                if let Some(evicted) = self.cache.insert(sql, prepared) {
-                    self.api.finalize(&mut self.store, evicted.stmt).await?;
-                }
-                CachedStatement { prepared, columns: None }
-            }
-        };
+        let cached = self.cached(sql).await?;
         let columns = match (&rows, cached.columns) {
             (None, _) => None,
             (Some(_), Some(columns)) => Some(columns),
@@ -409,6 +452,61 @@ impl Actor {
                 Step::Failed(rc) => return Err(self.sqlite_error(rc).await),
             }
         }
+    }
+
+    /// Runs `sql` once per set, up to [`MANY_CHUNK_BYTES`] of encoded sets
+    /// per guest call. Sets before a failing one keep their effect, as a
+    /// loop over `run` would leave them.
+    async fn run_many(&mut self, sql: &str, sets: impl Iterator<Item = Params>) -> Result<u64, Error> {
+        let stmt = self.cached(sql).await?.prepared;
+        let mut sets = sets.peekable();
+        let mut chunk: Vec<Params> = Vec::new();
+        let mut encoded = Vec::new();
+        let mut first = 0;
+        let mut changes = 0;
+        while sets.peek().is_some() {
+            chunk.clear();
+            encoded.clear();
+            // A set that does not encode ends the run after the sets before it.
+            let mut unencodable = None;
+            for set in sets.by_ref() {
+                let at = encoded.len();
+                encoded.extend_from_slice(&[0; 4]);
+                if let Err(e) = set.encode_into(&mut encoded, stmt.param_count) {
+                    encoded.truncate(at);
+                    unencodable = Some(Error::ParameterSet { index: first + chunk.len(), source: Box::new(e) });
+                    break;
+                }
+                let len = u32::try_from(encoded.len() - at - 4).map_err(|_| Error::TooBig { what: "parameter set", len: encoded.len() - at - 4 })?;
+                encoded[at..at + 4].copy_from_slice(&len.to_le_bytes());
+                chunk.push(set);
+                if encoded.len() >= MANY_CHUNK_BYTES {
+                    break;
+                }
+            }
+            if !chunk.is_empty() {
+                let ptr = self.api.stage(&mut self.store, &encoded).await?;
+                let ran = self.api.run_many(&mut self.store, stmt.stmt, ptr, encoded.len()).await?;
+                changes += ran.changes.max(0) as u64;
+                self.last_rowid = ran.last_rowid;
+                if ran.rc != ffi::SQLITE_DONE {
+                    let Some(set) = chunk.get(ran.done) else {
+                        return Err(Error::Guest { context: "running parameter sets", message: format!("the guest reports failing set {} of {}", ran.done, chunk.len()) });
+                    };
+                    let source = if ran.rc == BAD_PARAMS || ran.rc == ffi::SQLITE_RANGE {
+                        self.bind_error(stmt, set, ran.rc).await
+                    } else {
+                        self.sqlite_error(ran.rc).await
+                    };
+                    return Err(Error::ParameterSet { index: first + ran.done, source: Box::new(source) });
+                }
+            }
+            if let Some(e) = unencodable {
+                return Err(e);
+            }
+            first += chunk.len();
+        }
+        Ok(changes)
     }
 
     async fn bind_error(&mut self, stmt: Prepared, params: &Params, rc: i32) -> Error {

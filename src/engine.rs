@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel, PoolingAllocationConfig,
+    ProfilingStrategy,
+};
 
 use crate::error::Error;
 use crate::guest::abi::{IMPORT_MODULE, VFS_METHODS};
@@ -56,9 +59,19 @@ impl CodeCache {
 /// How the engine allocates instances.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EngineConfig {
-    /// Use wasmtime's pooling allocator, with room for this many instances
-    /// at once; `None` allocates each instance on demand.
+    /// Use wasmtime's pooling allocator, with room for this many awake
+    /// actors at once (the default, [`DEFAULT_POOL_SLOTS`]); `None`
+    /// allocates each instance on demand, with no limit but slower wakes.
     pub pooling: Option<u32>,
+    /// With pooling: how much of a slot's linear memory stays mapped after
+    /// its actor sleeps. The next actor in the slot then finds those pages
+    /// resident, restored in place by copying back only the pages the last
+    /// one dirtied, instead of taking a page fault on each (and, across
+    /// cores, a TLB-flush interrupt for each page released). Memory past
+    /// this size is released. The pages belong to the slot, not the actor:
+    /// the pool keeps resident what its busiest moment touched, at most this
+    /// much per slot. 0 releases everything at sleep.
+    pub keep_resident: usize,
     /// Largest linear memory one actor may grow to, in bytes.
     pub max_memory: usize,
     /// Map linear memory initial images copy-on-write.
@@ -67,9 +80,18 @@ pub struct EngineConfig {
     pub code_cache: CodeCache,
 }
 
+/// Awake actors one process can hold with the default configuration.
+pub const DEFAULT_POOL_SLOTS: u32 = 1024;
+
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { pooling: None, max_memory: 256 << 20, memory_init_cow: true, code_cache: CodeCache::Default }
+        EngineConfig {
+            pooling: Some(DEFAULT_POOL_SLOTS),
+            keep_resident: 1 << 20,
+            max_memory: 256 << 20,
+            memory_init_cow: true,
+            code_cache: CodeCache::Default,
+        }
     }
 }
 
@@ -99,10 +121,20 @@ impl Runtime {
         let mut wasm_config = Config::new();
         wasm_config.cranelift_opt_level(OptLevel::Speed);
         wasm_config.memory_init_cow(config.memory_init_cow);
+        // `perf` can name the guest's functions from /tmp/perf-PID.map.
+        if std::env::var_os("WASQLITE_PERF_MAP").is_some() {
+            wasm_config.profiler(ProfilingStrategy::PerfMap);
+        }
         if let Some(slots) = config.pooling {
             let mut pool = PoolingAllocationConfig::new();
             pool.total_memories(slots).total_tables(slots).total_core_instances(slots).total_stacks(slots);
             pool.max_memory_size(config.max_memory);
+            // The kernel's PAGEMAP_SCAN (Linux 6.7+) finds the pages an actor
+            // dirtied, so a sleep copies back only those; without it wasmtime
+            // falls back to resetting all of keep_resident.
+            pool.pagemap_scan(Enabled::Auto);
+            pool.linear_memory_keep_resident(config.keep_resident);
+            pool.table_keep_resident(config.keep_resident);
             wasm_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&wasm_config).map_err(|e| Error::Engine(format!("creating the engine: {e}")))?;

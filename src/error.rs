@@ -80,6 +80,14 @@ pub enum Error {
     /// `execute` or `query` got more than one statement.
     #[error("more than one statement given; use execute_batch for several")]
     MultipleStatements,
+    /// `execute_many` failed on one of its parameter sets.
+    #[error("parameter set {index}: {source}")]
+    ParameterSet {
+        /// Its position, from 0.
+        index: usize,
+        /// What went wrong with it.
+        source: Box<Error>,
+    },
     /// `query_row` found no row.
     #[error("the query returned no rows")]
     NoRows,
@@ -126,10 +134,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// SQLite's extended result code, for [`Error::Sqlite`].
+    /// SQLite's extended result code, for [`Error::Sqlite`] and the error
+    /// inside [`Error::ParameterSet`].
     pub fn sqlite_code(&self) -> Option<i32> {
         match self {
             Error::Sqlite { code, .. } => Some(*code),
+            Error::ParameterSet { source, .. } => source.sqlite_code(),
             _ => None,
         }
     }

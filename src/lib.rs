@@ -26,7 +26,7 @@ pub mod vfs;
 
 pub use actor::Actor;
 pub use actor_id::{ActorId, MAX_ACTOR_ID_LEN};
-pub use engine::{CodeCache, EngineConfig, MODULE_SHA256};
+pub use engine::{CodeCache, DEFAULT_POOL_SLOTS, EngineConfig, MODULE_SHA256};
 pub use error::{Error, code_name};
 pub use host::{Host, HostConfig};
 pub use kv::{KvCounters, KvError, KvLimits, KvStore, MemoryKv, RedbKv, open_store};

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{integrity, memory_host};
-use wasqlite::{Error, Value, named_params, params};
+use wasqlite::{Error, Params, Value, named_params, params};
 
 #[tokio::test]
 async fn crud_round_trip() {
@@ -198,4 +198,90 @@ async fn attach_cannot_reach_outside_the_actor() {
     let err = a.execute_batch("ATTACH 'other.db' AS o; CREATE TABLE o.t(x)").await.unwrap_err();
     assert_eq!(err.sqlite_code().map(|c| c & 0xff), Some(libsqlite3_sys::SQLITE_CANTOPEN), "{err}");
     a.execute_batch("CREATE TABLE t(x)").await.unwrap();
+}
+
+#[tokio::test]
+async fn execute_many_runs_every_set_in_one_commit() {
+    let (host, kv) = memory_host();
+    let mut a = host.wake("many").await.unwrap();
+    a.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT NOT NULL)").await.unwrap();
+    kv.reset_counters(&common::id("many"));
+    // 20,000 sets of about 40 bytes: several guest calls' worth.
+    let rows = (0..20_000i64).map(|i| params![i, format!("row {i} of the bulk insert")]);
+    assert_eq!(a.execute_many("INSERT INTO t(id, s) VALUES (?1, ?2)", rows).await.unwrap(), 20_000);
+    assert_eq!(a.last_insert_rowid().await.unwrap(), 19_999);
+    // Outside a transaction the sets commit together: one KV batch write.
+    assert_eq!(kv.counters(&common::id("many")).batch_puts, 1);
+    let row = a.query_row("SELECT count(*), sum(id), max(s) FROM t", ()).await.unwrap();
+    assert_eq!(row.get::<i64>(0).unwrap(), 20_000);
+    assert_eq!(row.get::<i64>(1).unwrap(), 19_999 * 20_000 / 2);
+    assert_eq!(row.get::<String>(2).unwrap(), "row 9999 of the bulk insert");
+    assert!(a.is_autocommit().await.unwrap());
+
+    // Named sets, and a statement that returns rows (discarded).
+    let sets = [named_params! { ":s": "x" }, named_params! { ":s": "y" }];
+    assert_eq!(a.execute_many("UPDATE t SET s = :s WHERE id < 3 RETURNING id", sets).await.unwrap(), 6);
+    assert_eq!(a.query_row("SELECT s FROM t WHERE id = 0", ()).await.unwrap().get::<String>(0).unwrap(), "y");
+    // No sets: nothing runs, but the SQL is still checked.
+    assert_eq!(a.execute_many("DELETE FROM t", Vec::<Params>::new()).await.unwrap(), 0);
+    assert!(a.execute_many("DELETE FROM nope", Vec::<Params>::new()).await.unwrap_err().to_string().contains("no such table"));
+    assert_eq!(integrity(&mut a).await, "ok");
+}
+
+#[tokio::test]
+async fn execute_many_outside_a_transaction_is_all_or_nothing() {
+    let (host, _) = memory_host();
+    let mut a = host.wake("many-atomic").await.unwrap();
+    a.execute_batch("CREATE TABLE t(x INTEGER UNIQUE, pad TEXT)").await.unwrap();
+    a.execute("INSERT INTO t VALUES (?1, '')", params![-1]).await.unwrap();
+    let count = async |a: &mut wasqlite::Actor| a.query_row("SELECT count(*) FROM t", ()).await.unwrap().get::<i64>(0).unwrap();
+
+    // Set 4321 collides, in the second or later guest call (sets of ~1 KiB).
+    let pad = "p".repeat(1000);
+    let sets = (0..5000i64).map(|i| params![if i == 4321 { -1 } else { i }, pad.as_str()]);
+    let err = a.execute_many("INSERT INTO t VALUES (?1, ?2)", sets).await.unwrap_err();
+    assert!(matches!(&err, Error::ParameterSet { index: 4321, .. }), "{err}");
+    assert_eq!(err.sqlite_code(), Some(libsqlite3_sys::SQLITE_CONSTRAINT_UNIQUE), "{err}");
+    assert!(err.to_string().starts_with("parameter set 4321: UNIQUE constraint failed: t.x"), "{err}");
+    assert_eq!(count(&mut a).await, 1);
+    assert!(a.is_autocommit().await.unwrap());
+
+    // A set the host cannot encode: nothing runs either.
+    let sets = vec![params![10, "a"], params![11, "b"], params![12]];
+    let err = a.execute_many("INSERT INTO t VALUES (?1, ?2)", sets).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ParameterSet { index: 2, source } if matches!(**source, Error::ParameterCount { expected: 2, given: 1 })),
+        "{err}"
+    );
+    assert_eq!(count(&mut a).await, 1);
+    let err = a
+        .execute_many("INSERT INTO t VALUES (:x, '')", [named_params! { ":x": 20 }, named_params! { ":y": 21 }])
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::ParameterSet { index: 1, source } if matches!(&**source, Error::UnknownParameter { name } if name == ":y")), "{err}");
+    assert_eq!(count(&mut a).await, 1);
+
+    // Inside a transaction the sets before the failing one stay until the
+    // caller decides.
+    let mut tx = a.transaction().await.unwrap();
+    let err = tx.execute_many("INSERT INTO t VALUES (?1, '')", [params![1], params![2], params![-1], params![3]]).await.unwrap_err();
+    assert!(matches!(&err, Error::ParameterSet { index: 2, .. }), "{err}");
+    assert_eq!(tx.query_row("SELECT count(*) FROM t", ()).await.unwrap().get::<i64>(0).unwrap(), 3);
+    tx.rollback().await.unwrap();
+    assert_eq!(count(&mut a).await, 1);
+    assert_eq!(integrity(&mut a).await, "ok");
+}
+
+#[tokio::test]
+async fn a_run_without_values_does_not_reuse_the_last_ones() {
+    let (host, _) = memory_host();
+    let mut a = host.wake("rebind").await.unwrap();
+    a.execute_batch("CREATE TABLE t(x)").await.unwrap();
+    let insert = "INSERT INTO t VALUES (:x)";
+    a.execute(insert, named_params! { ":x": 7 }).await.unwrap();
+    // No value for :x this time: it is NULL, not the cached statement's 7.
+    a.execute(insert, Params::Named(Vec::new())).await.unwrap();
+    a.execute_many(insert, [named_params! { ":x": 8 }, Params::Named(Vec::new())]).await.unwrap();
+    let xs: Vec<Value> = a.query("SELECT x FROM t ORDER BY rowid", ()).await.unwrap().iter().map(|r| r.get(0).unwrap()).collect();
+    assert_eq!(xs, [Value::Integer(7), Value::Null, Value::Integer(8), Value::Null]);
 }

@@ -54,13 +54,15 @@
 **     u32 little-endian index (1-based), or 0 for "by name", followed then by
 **       u32 name length and the name, including its prefix (":a", "@a", "$a")
 **     u8 type and payload, encoded as in a row.
+** wasqlite_run_many takes several parameter sets back to back, each a u32
+** little-endian byte length followed by that many bytes of records.
 */
 #ifndef WASQLITE_ABI_H
 #define WASQLITE_ABI_H
 
 #include <stdint.h>
 
-#define WASQLITE_ABI_VERSION 3
+#define WASQLITE_ABI_VERSION 4
 
 /* Value type tags, shared by rows and parameters. */
 #define WASQLITE_INTEGER 1

@@ -63,12 +63,17 @@ pub(crate) struct ChurnArgs {
     /// Where actors live: `memory` or `redb:PATH`.
     #[arg(long, value_name = "STORE", default_value = "memory")]
     store: String,
-    /// Use wasmtime's pooling allocator instead of on-demand allocation.
+    /// Allocate instances on demand instead of from wasmtime's pooling
+    /// allocator (the default).
     #[arg(long)]
-    pooling: bool,
-    /// Pool slots with `--pooling` (default: enough for the run).
-    #[arg(long, value_name = "N", requires = "pooling")]
+    on_demand: bool,
+    /// Pool slots (default: enough for the run).
+    #[arg(long, value_name = "N", conflicts_with = "on_demand")]
     pool_slots: Option<u32>,
+    /// Bytes of each pool slot's memory kept resident between actors
+    /// (default: the engine's, 1 MiB; 0 releases it all at every sleep).
+    #[arg(long, value_name = "BYTES", conflicts_with = "on_demand")]
+    keep_resident: Option<usize>,
     /// Turn copy-on-write memory images off.
     #[arg(long)]
     no_cow: bool,
@@ -257,11 +262,14 @@ pub(crate) async fn run(args: ChurnArgs) -> Result<ExitCode> {
     }
     let held = args.awake.min(args.actors);
     let slots = args.pool_slots.unwrap_or((held.max(args.concurrency) + args.concurrency + 8) as u32);
+    let defaults = EngineConfig::default();
     let engine = EngineConfig {
-        pooling: args.pooling.then_some(slots),
+        pooling: (!args.on_demand).then_some(slots),
+        keep_resident: args.keep_resident.unwrap_or(defaults.keep_resident),
         memory_init_cow: !args.no_cow,
-        ..EngineConfig::default()
+        ..defaults
     };
+    let keep_resident = engine.keep_resident;
     let config = HostConfig { engine, migrations: Migrations::new([schema(args.tables)]), seed: None };
 
     let process_start_rss = Rss::now();
@@ -269,9 +277,9 @@ pub(crate) async fn run(args: ChurnArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let host = Host::with_config(kv, config).context("starting the WebAssembly host")?;
     let host_build = started.elapsed();
-    let allocation = match args.pooling {
-        true => format!("pooling allocator ({slots} slots)"),
-        false => "on-demand allocation".to_owned(),
+    let allocation = match args.on_demand {
+        false => format!("pooling allocator ({slots} slots, {} KiB kept resident)", keep_resident >> 10),
+        true => "on-demand allocation".to_owned(),
     };
     if !args.json {
         println!(
@@ -383,8 +391,9 @@ pub(crate) async fn run(args: ChurnArgs) -> Result<ExitCode> {
             "tables": args.tables,
             "cycles": args.cycles,
             "concurrency": args.concurrency,
-            "pooling": args.pooling,
-            "pool_slots": args.pooling.then_some(slots),
+            "pooling": !args.on_demand,
+            "pool_slots": (!args.on_demand).then_some(slots),
+            "keep_resident_bytes": (!args.on_demand).then_some(keep_resident),
             "memory_init_cow": !args.no_cow,
             "code_from_cache": host.code_from_cache(),
             "host_build_ms": round(host_build.as_secs_f64() * 1e3, 2),

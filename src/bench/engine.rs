@@ -69,15 +69,18 @@ pub(crate) struct ColdStartArgs {
 struct Variant {
     name: &'static str,
     pooling: bool,
+    /// With pooling: keep a slot's pages resident between actors (1 MiB).
+    keep_resident: bool,
     cow: bool,
 }
 
 /// The first is the default configuration, which ratios are taken against.
-const VARIANTS: [Variant; 4] = [
-    Variant { name: "on-demand, CoW on (default)", pooling: false, cow: true },
-    Variant { name: "on-demand, CoW off", pooling: false, cow: false },
-    Variant { name: "pooling, CoW on", pooling: true, cow: true },
-    Variant { name: "pooling, CoW off", pooling: true, cow: false },
+const VARIANTS: [Variant; 5] = [
+    Variant { name: "pooling, resident, CoW (default)", pooling: true, keep_resident: true, cow: true },
+    Variant { name: "pooling, released, CoW", pooling: true, keep_resident: false, cow: true },
+    Variant { name: "pooling, resident, no CoW", pooling: true, keep_resident: true, cow: false },
+    Variant { name: "on-demand, CoW", pooling: false, keep_resident: false, cow: true },
+    Variant { name: "on-demand, no CoW", pooling: false, keep_resident: false, cow: false },
 ];
 
 /// Runs this executable with `args`; its stdout as JSON, and its wall time.
@@ -149,8 +152,10 @@ async fn allocation(args: &EngineArgs) -> Result<Json> {
                 "--awake".to_owned(),
                 args.awake.to_string(),
             ]);
-            if variant.pooling {
-                child_args.push("--pooling".to_owned());
+            if !variant.pooling {
+                child_args.push("--on-demand".to_owned());
+            } else if !variant.keep_resident {
+                child_args.extend(["--keep-resident".to_owned(), "0".to_owned()]);
             }
             if !variant.cow {
                 child_args.push("--no-cow".to_owned());
@@ -159,7 +164,7 @@ async fn allocation(args: &EngineArgs) -> Result<Json> {
             let f = ChurnFigures::from_json(&json)?;
             if !args.json {
                 eprintln!(
-                    "round {round}/{}: {:<28} wake p50 {:>5.0} µs p99 {:>6.0} µs, {:>6.0} cycles/s, {:>5.0} KiB RSS per awake actor",
+                    "round {round}/{}: {:<33} wake p50 {:>5.0} µs p99 {:>6.0} µs, {:>6.0} cycles/s, {:>5.0} KiB RSS per awake actor",
                     args.rounds,
                     variant.name,
                     f.wake_p50,
@@ -181,6 +186,7 @@ async fn allocation(args: &EngineArgs) -> Result<Json> {
         rows.push(json!({
             "variant": variant.name,
             "pooling": variant.pooling,
+            "keep_resident": variant.keep_resident,
             "memory_init_cow": variant.cow,
             "wake_p50_us": of(v, |f| f.wake_p50),
             "wake_p99_us": of(v, |f| f.wake_p99),

@@ -31,7 +31,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value as Json, json};
 use tokio::task::JoinSet;
-use wasqlite::{Actor, EngineConfig, Host, HostConfig, MemoryKv, Migrations, params};
+use wasqlite::{Actor, DEFAULT_POOL_SLOTS, EngineConfig, Host, HostConfig, MemoryKv, Migrations, params};
 
 use super::measure::{cpu_time, load_average, median, round};
 
@@ -52,9 +52,10 @@ pub(crate) struct ParallelArgs {
     /// Rounds; figures are medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Use wasmtime's pooling allocator instead of on-demand allocation.
+    /// Allocate instances on demand instead of from wasmtime's pooling
+    /// allocator (the default).
     #[arg(long)]
-    pooling: bool,
+    on_demand: bool,
     /// Print one JSON object with every figure instead of a table.
     #[arg(long)]
     json: bool,
@@ -212,7 +213,10 @@ pub(crate) async fn run(args: ParallelArgs) -> Result<ExitCode> {
     if args.actors == 0 || args.rounds == 0 || args.threads.is_empty() || args.threads.contains(&0) {
         bail!("--actors, --rounds and every --threads count must be at least 1");
     }
-    let engine = EngineConfig { pooling: args.pooling.then_some(args.actors as u32 + 16), ..EngineConfig::default() };
+    let engine = EngineConfig {
+        pooling: (!args.on_demand).then_some(DEFAULT_POOL_SLOTS.max(args.actors as u32 + 16)),
+        ..EngineConfig::default()
+    };
     let config = HostConfig { engine, migrations: Migrations::new([schema()]), ..HostConfig::default() };
     let load_before = load_average();
     let host = Host::with_config(Arc::new(MemoryKv::new()), config).context("starting the WebAssembly host")?;
@@ -300,7 +304,7 @@ pub(crate) async fn run(args: ParallelArgs) -> Result<ExitCode> {
             "actors": args.actors,
             "seconds": args.seconds,
             "rounds": args.rounds,
-            "pooling": args.pooling,
+            "pooling": !args.on_demand,
             "load_average_before": load_before,
             "load_average_after": load_average(),
             "work": results,
@@ -325,7 +329,7 @@ pub(crate) async fn run(args: ParallelArgs) -> Result<ExitCode> {
         "\n{} actors, {}, {} s per measurement, medians of {} rounds; ratios are medians of per-round ratios. \
          Cores used: CPU time over wall time. Load average {load_before:.2} before, {:.2} after.",
         args.actors,
-        if args.pooling { "pooling allocator" } else { "on-demand allocation" },
+        if args.on_demand { "on-demand allocation" } else { "pooling allocator" },
         args.seconds,
         args.rounds,
         load_average()

@@ -15,7 +15,11 @@
 //! - `autocommit-update`: `UPDATE t SET a = a + 1 WHERE id = ?` with random
 //!   ids, each its own transaction; UPDATEs per second.
 //! - `bulk-insert-25k`: 25,000 INSERTs into a fresh table in one
-//!   transaction, COMMIT included; milliseconds.
+//!   transaction, COMMIT included; milliseconds. Each side takes its own
+//!   bulk path: `Actor::execute_many` on wasqlite, one prepared statement
+//!   run per row on native (a loop over a C call costs nothing there).
+//! - `bulk-insert-25k-each`: the same with one `execute` per row on
+//!   wasqlite too, to show what a crossing per statement costs.
 //! - `mixed`: seven speedtest1-style steps (mixed.rs); milliseconds.
 //!
 //! Each workload runs `--rounds` rounds; in each round every backend runs
@@ -75,6 +79,8 @@ enum Workload {
     AutocommitUpdate,
     #[value(name = "bulk-insert-25k")]
     BulkInsert25k,
+    #[value(name = "bulk-insert-25k-each")]
+    BulkInsert25kEach,
     Mixed,
 }
 
@@ -85,6 +91,7 @@ impl Workload {
             Workload::PointSelect => "point-select",
             Workload::AutocommitUpdate => "autocommit-update",
             Workload::BulkInsert25k => "bulk-insert-25k",
+            Workload::BulkInsert25kEach => "bulk-insert-25k-each",
             Workload::Mixed => "mixed",
         }
     }
@@ -188,13 +195,19 @@ async fn throughput(db: &mut Db, sql: &str, rows: usize, seconds: f64, seed: u64
     Ok(ops as f64 / start.elapsed().as_secs_f64())
 }
 
-/// 25,000 INSERTs in one transaction into a fresh table; milliseconds.
-async fn bulk_insert(db: &mut Db, data: &[(i64, String)]) -> Result<f64> {
+/// 25,000 INSERTs in one transaction into a fresh table, through the bulk
+/// path or one `execute` per row; milliseconds.
+async fn bulk_insert(db: &mut Db, data: &[(i64, String)], bulk_path: bool) -> Result<f64> {
     db.batch(BULK_SETUP).await?;
+    let row = |(a, b): &(i64, String)| vec![Value::Integer(*a), Value::Text(b.clone())];
     let start = Instant::now();
     db.batch("BEGIN").await?;
-    for (a, b) in data {
-        db.execute(BULK_INSERT, vec![Value::Integer(*a), Value::Text(b.clone())]).await?;
+    if bulk_path {
+        db.execute_many(BULK_INSERT, data.iter().map(row)).await?;
+    } else {
+        for r in data {
+            db.execute(BULK_INSERT, row(r)).await?;
+        }
     }
     db.batch("COMMIT").await?;
     Ok(start.elapsed().as_secs_f64() * 1e3)
@@ -220,13 +233,13 @@ async fn measure(
         if !versions.iter().any(|(b, _)| *b == backend) {
             versions.push((backend, db.sqlite_version().await?));
         }
-        if !matches!(workload, Workload::BulkInsert25k | Workload::Mixed) {
+        if !matches!(workload, Workload::BulkInsert25k | Workload::BulkInsert25kEach | Workload::Mixed) {
             fill(&mut db, args.rows).await.with_context(|| format!("filling the table on {}", backend.name()))?;
         }
         dbs.push(db);
     }
     let bulk: Vec<(i64, String)> = match workload {
-        Workload::BulkInsert25k => {
+        Workload::BulkInsert25k | Workload::BulkInsert25kEach => {
             let mut rng = SmallRng::seed_from_u64(25);
             (0..BULK_ROWS)
                 .map(|_| {
@@ -247,7 +260,8 @@ async fn measure(
             let value = match workload {
                 Workload::PointSelect => throughput(db, POINT_SELECT, args.rows, args.seconds, r as u64, true).await,
                 Workload::AutocommitUpdate => throughput(db, UPDATE, args.rows, args.seconds, r as u64, false).await,
-                Workload::BulkInsert25k => bulk_insert(db, &bulk).await,
+                Workload::BulkInsert25k => bulk_insert(db, &bulk, true).await,
+                Workload::BulkInsert25kEach => bulk_insert(db, &bulk, false).await,
                 Workload::Mixed | Workload::All => {
                     mixed::run(db, plan.as_ref().expect("a plan for mixed")).await.map(|outcome| {
                         checksums.push((backend, outcome.checksum));
@@ -284,7 +298,13 @@ pub(crate) async fn run(args: SqlArgs) -> Result<ExitCode> {
     }
     let workloads: Vec<Workload> = match args.workload {
         Workload::All => {
-            vec![Workload::PointSelect, Workload::AutocommitUpdate, Workload::BulkInsert25k, Workload::Mixed]
+            vec![
+                Workload::PointSelect,
+                Workload::AutocommitUpdate,
+                Workload::BulkInsert25k,
+                Workload::BulkInsert25kEach,
+                Workload::Mixed,
+            ]
         }
         w => vec![w],
     };

@@ -109,6 +109,22 @@ impl Db {
         }
     }
 
+    /// Runs one statement per parameter set: `execute_many` on wasqlite, a
+    /// loop over one prepared statement on native.
+    pub(crate) async fn execute_many(&mut self, sql: &str, sets: impl Iterator<Item = Vec<Value>>) -> Result<u64> {
+        match self {
+            Db::Wasm(actor) => Ok(actor.execute_many(sql, sets).await?),
+            Db::Native(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut changes = 0;
+                for params in sets {
+                    changes += stmt.execute(rusqlite::params_from_iter(params.iter().map(Bind)))? as u64;
+                }
+                Ok(changes)
+            }
+        }
+    }
+
     /// Runs a query, reads every row out, and returns their checksum.
     pub(crate) async fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<u64> {
         match self {

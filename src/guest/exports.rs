@@ -44,6 +44,16 @@ pub(crate) enum Step {
     Failed(i32),
 }
 
+/// What one `run_many` call did.
+pub(crate) struct ManyResult {
+    /// `SQLITE_DONE`, or the code of the set that failed.
+    pub(crate) rc: i32,
+    /// Sets that ran to the end before it.
+    pub(crate) done: usize,
+    pub(crate) changes: i64,
+    pub(crate) last_rowid: i64,
+}
+
 /// The guest's exports, resolved once per instance.
 pub(crate) struct GuestApi {
     memory: Memory,
@@ -55,6 +65,7 @@ pub(crate) struct GuestApi {
     bind: TypedFunc<(i32, i32, i32), i32>,
     run: TypedFunc<(i32, i32, i32, i32), i32>,
     next: TypedFunc<(i32, i32), i32>,
+    run_many: TypedFunc<(i32, i32, i32, i32), i32>,
     column_names: TypedFunc<(i32, i32), i32>,
     finalize: TypedFunc<i32, i32>,
     errcode: TypedFunc<i32, i32>,
@@ -88,7 +99,7 @@ pub(crate) struct ExportIndex {
 }
 
 /// Every function export the host calls, in `ExportIndex::funcs` order.
-const FUNCS: [&str; 14] = [
+const FUNCS: [&str; 15] = [
     "wasqlite_abi_version",
     "wasqlite_malloc",
     "wasqlite_free",
@@ -98,6 +109,7 @@ const FUNCS: [&str; 14] = [
     "wasqlite_bind",
     "wasqlite_run",
     "wasqlite_next",
+    "wasqlite_run_many",
     "wasqlite_column_names",
     "wasqlite_finalize",
     "wasqlite_errcode",
@@ -181,6 +193,7 @@ impl GuestApi {
             bind: export!(),
             run: export!(),
             next: export!(),
+            run_many: export!(),
             column_names: export!(),
             finalize: export!(),
             errcode: export!(),
@@ -291,6 +304,31 @@ impl GuestApi {
     ) -> Result<Step, Error> {
         let rc = self.next.call_async(&mut *store, (stmt, self.scratch)).await.map_err(guest_err("wasqlite_next"))?;
         self.step_result(store, rc, on_rows)
+    }
+
+    /// Runs `stmt` once per parameter set in the `len` bytes at `sets`
+    /// (`wasqlite_run_many`). Returns the guest's code (`SQLITE_DONE` when
+    /// every set ran), how many sets ran to the end, the sum of their
+    /// changes and the last insert rowid.
+    pub(crate) async fn run_many(
+        &self,
+        store: &mut Store<ActorState>,
+        stmt: i32,
+        sets: i32,
+        len: usize,
+    ) -> Result<ManyResult, Error> {
+        let rc = self
+            .run_many
+            .call_async(&mut *store, (stmt, sets, len as i32, self.scratch))
+            .await
+            .map_err(guest_err("wasqlite_run_many"))?;
+        let mem = self.memory.data(&*store);
+        let bad = || bad_guest_pointer("reading a StepResult");
+        let i64_at = |at: i32| {
+            slice(mem, self.scratch + at, 8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).ok_or_else(bad)
+        };
+        let done = usize::try_from(read_i32(mem, self.scratch + 8).ok_or_else(bad)?).map_err(|_| bad())?;
+        Ok(ManyResult { rc, done, changes: i64_at(16)?, last_rowid: i64_at(24)? })
     }
 
     /// Reads the StepResult the guest left at `scratch`:

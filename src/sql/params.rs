@@ -73,6 +73,12 @@ impl Params {
     /// statement's count, [`Error::TooBig`] for a value over 2 GiB.
     pub(crate) fn encode(&self, expected: usize) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
+        self.encode_into(&mut out, expected)?;
+        Ok(out)
+    }
+
+    /// As [`Params::encode`], appended to `out`.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>, expected: usize) -> Result<(), Error> {
         match self {
             Params::None if expected == 0 => {}
             Params::None => return Err(Error::ParameterCount { expected, given: 0 }),
@@ -82,16 +88,16 @@ impl Params {
                 }
                 for (i, value) in values.iter().enumerate() {
                     out.extend_from_slice(&(i as u32 + 1).to_le_bytes());
-                    encode_value(&mut out, value)?;
+                    encode_value(out, value)?;
                 }
             }
             Params::Named(pairs) => {
                 for (name, value) in pairs {
-                    encode_named(&mut out, name, value)?;
+                    encode_named(out, name, value)?;
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// For an SQLITE_RANGE from the guest: the encoding of each named

@@ -27,6 +27,16 @@ impl<'a> Transaction<'a> {
         self.actor.execute(sql, params).await
     }
 
+    /// [`Actor::execute_many`] inside this transaction: the sets before a
+    /// failing one keep their effect until the transaction rolls back.
+    ///
+    /// # Errors
+    ///
+    /// As [`Actor::execute_many`].
+    pub async fn execute_many<P: Into<Params>>(&mut self, sql: &str, sets: impl IntoIterator<Item = P>) -> Result<u64, Error> {
+        self.actor.many(sql, sets.into_iter().map(Into::into)).await
+    }
+
     /// As [`Actor::execute_batch`].
     ///
     /// # Errors
