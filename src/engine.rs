@@ -19,6 +19,7 @@ use wasmtime::{
 };
 
 use crate::error::Error;
+use crate::guest::CallMode;
 use crate::guest::abi::{IMPORT_MODULE, VFS_METHODS};
 use crate::guest::exports::ExportIndex;
 use crate::guest::imports;
@@ -98,7 +99,10 @@ impl Default for EngineConfig {
 /// Engine, module and pre-linked instance template for one configuration.
 pub(crate) struct Runtime {
     pub(crate) engine: Engine,
-    pub(crate) pre: InstancePre<ActorState>,
+    /// The module linked with imports that await the KV on a fiber.
+    pub(crate) fiber: InstancePre<ActorState>,
+    /// The module linked with imports that poll the KV once, for direct calls.
+    pub(crate) direct: InstancePre<ActorState>,
     pub(crate) exports: ExportIndex,
     /// Whether the code came from the disk cache.
     pub(crate) loaded_from_cache: bool,
@@ -140,13 +144,15 @@ impl Runtime {
         let engine = Engine::new(&wasm_config).map_err(|e| Error::Engine(format!("creating the engine: {e}")))?;
         let (module, loaded_from_cache) = load_or_compile(&engine, config.code_cache.dir().as_deref())?;
         check_imports(&module)?;
-        let mut linker = Linker::new(&engine);
-        imports::add_to_linker(&mut linker).map_err(|e| Error::Engine(format!("defining imports: {e}")))?;
-        let pre = linker
-            .instantiate_pre(&module)
-            .map_err(|e| Error::Engine(format!("linking the guest module: {e}")))?;
+        let link = |mode| {
+            let mut linker = Linker::new(&engine);
+            imports::add_to_linker(&mut linker, mode).map_err(|e| Error::Engine(format!("defining imports: {e}")))?;
+            linker.instantiate_pre(&module).map_err(|e| Error::Engine(format!("linking the guest module: {e}")))
+        };
+        let fiber = link(CallMode::Fiber)?;
+        let direct = link(CallMode::Direct)?;
         let exports = ExportIndex::new(&module)?;
-        Ok(Runtime { engine, pre, exports, loaded_from_cache })
+        Ok(Runtime { engine, fiber, direct, exports, loaded_from_cache })
     }
 }
 

@@ -11,6 +11,7 @@ use crate::actor::Actor;
 use crate::actor_id::ActorId;
 use crate::engine::{EngineConfig, Runtime};
 use crate::error::Error;
+use crate::guest::CallMode;
 use crate::guest::exports::GuestApi;
 use crate::kv::{KvLimits, KvStore};
 use crate::migrations::Migrations;
@@ -34,6 +35,8 @@ pub(crate) struct HostInner {
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) config: HostConfig,
     pub(crate) gauges: Arc<Gauges>,
+    /// Direct calls when the KV answers at once, else calls on a fiber.
+    call_mode: CallMode,
     /// Actors with a live instance on this host: at most one each, or two
     /// instances would write the same keys.
     awake: Mutex<HashSet<ActorId>>,
@@ -59,13 +62,12 @@ impl HostInner {
             ActorState::new(self.kv.clone(), id.clone(), self.gauges.clone(), self.config.engine.max_memory, self.config.seed);
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| state.limiter());
-        let instance = self
-            .runtime
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| Error::Guest { context: "instantiating the guest", message: format!("{e:?}") })?;
-        let api = GuestApi::new(&mut store, &instance, &self.runtime.exports).await?;
+        let instance = match self.call_mode {
+            CallMode::Direct => self.runtime.direct.instantiate(&mut store),
+            CallMode::Fiber => self.runtime.fiber.instantiate_async(&mut store).await,
+        }
+        .map_err(|e| Error::Guest { context: "instantiating the guest", message: format!("{e:?}") })?;
+        let api = GuestApi::new(&mut store, &instance, &self.runtime.exports, self.call_mode).await?;
         let db = api.open(&mut store).await?;
         Ok(Instance { store, api, db })
     }
@@ -138,12 +140,14 @@ impl Host {
     pub fn with_config(kv: Arc<dyn KvStore>, config: HostConfig) -> Result<Host, Error> {
         check_limits(kv.limits())?;
         let runtime = Runtime::get(&config.engine)?;
+        let call_mode = if kv.answers_immediately() { CallMode::Direct } else { CallMode::Fiber };
         Ok(Host {
             inner: Arc::new(HostInner {
                 runtime,
                 kv,
                 config,
                 gauges: Arc::default(),
+                call_mode,
                 awake: Mutex::default(),
             }),
         })

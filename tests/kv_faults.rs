@@ -100,3 +100,55 @@ async fn one_failed_put_during_a_journal_commit_loses_nothing() {
     assert!(failures_seen > 5, "only {failures_seen} of 40 faults hit the transaction");
     assert!(rolled_back > 5, "only {rolled_back} failed transactions rolled back");
 }
+
+/// A store that claims its answers are ready at once, then makes the caller
+/// wait on every read.
+#[derive(Debug)]
+struct SlowButClaimsImmediate(MemoryKv);
+
+#[async_trait::async_trait]
+impl wasqlite::KvStore for SlowButClaimsImmediate {
+    fn limits(&self) -> KvLimits {
+        self.0.limits()
+    }
+    fn answers_immediately(&self) -> bool {
+        true
+    }
+    async fn get(&self, actor: &wasqlite::ActorId, key: &[u8]) -> Result<Option<bytes::Bytes>, wasqlite::KvError> {
+        tokio::task::yield_now().await;
+        self.0.get(actor, key).await
+    }
+    async fn batch_get(&self, actor: &wasqlite::ActorId, keys: &[bytes::Bytes]) -> Result<Vec<Option<bytes::Bytes>>, wasqlite::KvError> {
+        tokio::task::yield_now().await;
+        self.0.batch_get(actor, keys).await
+    }
+    async fn batch_put(&self, actor: &wasqlite::ActorId, entries: &[wasqlite::kv::KvEntry]) -> Result<(), wasqlite::KvError> {
+        self.0.batch_put(actor, entries).await
+    }
+    async fn batch_delete(&self, actor: &wasqlite::ActorId, keys: &[bytes::Bytes]) -> Result<(), wasqlite::KvError> {
+        self.0.batch_delete(actor, keys).await
+    }
+    async fn delete_range(&self, actor: &wasqlite::ActorId, start: &[u8], end: &[u8]) -> Result<(), wasqlite::KvError> {
+        self.0.delete_range(actor, start, end).await
+    }
+    async fn list_prefix(&self, actor: &wasqlite::ActorId, prefix: &[u8]) -> Result<Vec<wasqlite::kv::KvEntry>, wasqlite::KvError> {
+        self.0.list_prefix(actor, prefix).await
+    }
+    async fn delete_actor(&self, actor: &wasqlite::ActorId) -> Result<(), wasqlite::KvError> {
+        self.0.delete_actor(actor).await
+    }
+    async fn list_actors(&self) -> Result<Vec<wasqlite::ActorId>, wasqlite::KvError> {
+        self.0.list_actors().await
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_wrongly_claims_immediate_answers_gets_io_errors_not_a_hang() {
+    let host = Host::new(Arc::new(SlowButClaimsImmediate(MemoryKv::new()))).unwrap();
+    let err = match host.wake("liar").await {
+        Err(e) => e,
+        Ok(mut actor) => actor.execute_batch("CREATE TABLE t(x)").await.unwrap_err(),
+    };
+    assert!(err.is_io_error(), "{err}");
+    assert!(err.to_string().contains("claims to answer at once"), "{err}");
+}

@@ -1,15 +1,16 @@
 //! `GuestApi`: the SQL surface the guest exports (vfs/sql_api.c), as typed
 //! functions, plus the calls that move bytes in and out of guest memory.
 //!
-//! Every call goes through `call_async`: the VFS imports are async, which
-//! makes every Store async. Pointers the guest hands back (rows, messages)
+//! Every call goes through `invoke`, which calls directly or on a fiber
+//! (`CallMode`), matching how the instance's imports were linked. Pointers the guest hands back (rows, messages)
 //! are read through the checked accessors in `super::memory`; one that
 //! points outside memory is a guest bug and becomes an error, not a panic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use wasmtime::{Extern, Instance, Memory, Module, ModuleExport, Store, TypedFunc};
+use wasmtime::{Extern, Instance, Memory, Module, ModuleExport, Store, TypedFunc, WasmParams, WasmResults};
 
+use super::CallMode;
 use super::abi::ABI_VERSION;
 use super::memory::{c_str, read_i32, slice, slice_mut};
 use crate::error::Error;
@@ -77,6 +78,21 @@ pub(crate) struct GuestApi {
     /// A grow-only guest buffer for SQL text and parameters.
     arg_buf: i32,
     arg_cap: usize,
+    /// How this instance's imports were linked.
+    mode: CallMode,
+}
+
+/// Calls `func` the way `mode` requires.
+async fn invoke<P: WasmParams + Send + Sync, R: WasmResults + Send + Sync>(
+    mode: CallMode,
+    func: &TypedFunc<P, R>,
+    store: &mut Store<ActorState>,
+    params: P,
+) -> wasmtime::Result<R> {
+    match mode {
+        CallMode::Direct => func.call(store, params),
+        CallMode::Fiber => func.call_async(store, params).await,
+    }
 }
 
 fn guest_err(context: &'static str) -> impl FnOnce(wasmtime::Error) -> Error {
@@ -138,7 +154,12 @@ impl ExportIndex {
 impl GuestApi {
     /// Resolves the exports, checks the ABI version and signatures (once per
     /// module), and runs the reactor's `_initialize`.
-    pub(crate) async fn new(store: &mut Store<ActorState>, instance: &Instance, index: &ExportIndex) -> Result<GuestApi, Error> {
+    pub(crate) async fn new(
+        store: &mut Store<ActorState>,
+        instance: &Instance,
+        index: &ExportIndex,
+        mode: CallMode,
+    ) -> Result<GuestApi, Error> {
         let verified = index.verified.load(Ordering::Acquire);
         let mut slot = 0;
         macro_rules! export {
@@ -167,7 +188,7 @@ impl GuestApi {
 
         let version: TypedFunc<(), i32> = export!();
         if !verified {
-            let found = version.call_async(&mut *store, ()).await.map_err(guest_err("reading the ABI version"))?;
+            let found = invoke(mode, &version, store, ()).await.map_err(guest_err("reading the ABI version"))?;
             if found != ABI_VERSION {
                 return Err(Error::AbiMismatch { expected: ABI_VERSION, found });
             }
@@ -202,11 +223,12 @@ impl GuestApi {
             scratch: 0,
             arg_buf: 0,
             arg_cap: 0,
+            mode,
         };
         debug_assert_eq!(slot, FUNCS.len());
         index.verified.store(true, Ordering::Release);
         if let Some(initialize) = initialize {
-            initialize.call_async(&mut *store, ()).await.map_err(guest_err("initializing the guest"))?;
+            invoke(mode, &initialize, store, ()).await.map_err(guest_err("initializing the guest"))?;
         }
         api.scratch = api.malloc(store, 32).await?;
         Ok(api)
@@ -214,7 +236,7 @@ impl GuestApi {
 
     async fn malloc(&self, store: &mut Store<ActorState>, n: usize) -> Result<i32, Error> {
         let n = i32::try_from(n).map_err(|_| Error::TooBig { what: "argument", len: n })?;
-        let p = self.malloc.call_async(&mut *store, n).await.map_err(guest_err("wasqlite_malloc"))?;
+        let p = invoke(self.mode, &self.malloc, store, n).await.map_err(guest_err("wasqlite_malloc"))?;
         if p == 0 {
             return Err(Error::Sqlite { code: libsqlite3_sys::SQLITE_NOMEM, message: format!("guest could not allocate {n} bytes"), kv: None });
         }
@@ -226,7 +248,7 @@ impl GuestApi {
     pub(crate) async fn stage(&mut self, store: &mut Store<ActorState>, bytes: &[u8]) -> Result<i32, Error> {
         if bytes.len() > self.arg_cap {
             if self.arg_buf != 0 {
-                self.free.call_async(&mut *store, self.arg_buf).await.map_err(guest_err("wasqlite_free"))?;
+                invoke(self.mode, &self.free, store, self.arg_buf).await.map_err(guest_err("wasqlite_free"))?;
                 self.arg_buf = 0;
                 self.arg_cap = 0;
             }
@@ -242,7 +264,7 @@ impl GuestApi {
 
     /// Opens the actor's database; returns the connection handle.
     pub(crate) async fn open(&self, store: &mut Store<ActorState>) -> Result<i32, Error> {
-        let rc = self.open.call_async(&mut *store, self.scratch).await.map_err(guest_err("wasqlite_open"))?;
+        let rc = invoke(self.mode, &self.open, store, self.scratch).await.map_err(guest_err("wasqlite_open"))?;
         let db = read_i32(self.memory.data(&*store), self.scratch).ok_or_else(|| bad_guest_pointer("wasqlite_open"))?;
         if rc != 0 {
             let message = if db != 0 { self.errmsg(store, db).await? } else { "sqlite3_open_v2 failed".into() };
@@ -252,14 +274,12 @@ impl GuestApi {
     }
 
     pub(crate) async fn close(&self, store: &mut Store<ActorState>, db: i32) -> Result<i32, Error> {
-        self.close.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_close"))
+        invoke(self.mode, &self.close, store, db).await.map_err(guest_err("wasqlite_close"))
     }
 
     /// Prepares the first statement of the `len` bytes of SQL at `sql`.
     pub(crate) async fn prepare(&self, store: &mut Store<ActorState>, db: i32, sql: i32, len: usize) -> Result<(i32, Prepared), Error> {
-        let rc = self
-            .prepare
-            .call_async(&mut *store, (db, sql, len as i32, self.scratch))
+        let rc = invoke(self.mode, &self.prepare, store, (db, sql, len as i32, self.scratch))
             .await
             .map_err(guest_err("wasqlite_prepare"))?;
         let mem = self.memory.data(&*store);
@@ -274,7 +294,7 @@ impl GuestApi {
     }
 
     pub(crate) async fn bind(&self, store: &mut Store<ActorState>, stmt: i32, params: i32, len: usize) -> Result<i32, Error> {
-        self.bind.call_async(&mut *store, (stmt, params, len as i32)).await.map_err(guest_err("wasqlite_bind"))
+        invoke(self.mode, &self.bind, store, (stmt, params, len as i32)).await.map_err(guest_err("wasqlite_bind"))
     }
 
     /// Binds `len` bytes of encoded parameters at `params` (none when `len`
@@ -287,9 +307,7 @@ impl GuestApi {
         len: usize,
         on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
     ) -> Result<Step, Error> {
-        let rc = self
-            .run
-            .call_async(&mut *store, (stmt, params, len as i32, self.scratch))
+        let rc = invoke(self.mode, &self.run, store, (stmt, params, len as i32, self.scratch))
             .await
             .map_err(guest_err("wasqlite_run"))?;
         self.step_result(store, rc, on_rows)
@@ -302,7 +320,7 @@ impl GuestApi {
         stmt: i32,
         on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
     ) -> Result<Step, Error> {
-        let rc = self.next.call_async(&mut *store, (stmt, self.scratch)).await.map_err(guest_err("wasqlite_next"))?;
+        let rc = invoke(self.mode, &self.next, store, (stmt, self.scratch)).await.map_err(guest_err("wasqlite_next"))?;
         self.step_result(store, rc, on_rows)
     }
 
@@ -317,9 +335,7 @@ impl GuestApi {
         sets: i32,
         len: usize,
     ) -> Result<ManyResult, Error> {
-        let rc = self
-            .run_many
-            .call_async(&mut *store, (stmt, sets, len as i32, self.scratch))
+        let rc = invoke(self.mode, &self.run_many, store, (stmt, sets, len as i32, self.scratch))
             .await
             .map_err(guest_err("wasqlite_run_many"))?;
         let mem = self.memory.data(&*store);
@@ -359,9 +375,7 @@ impl GuestApi {
 
     /// The encoded column names of `stmt`.
     pub(crate) async fn column_names<'a>(&self, store: &'a mut Store<ActorState>, stmt: i32) -> Result<(i32, &'a [u8]), Error> {
-        let rc = self
-            .column_names
-            .call_async(&mut *store, (stmt, self.scratch))
+        let rc = invoke(self.mode, &self.column_names, store, (stmt, self.scratch))
             .await
             .map_err(guest_err("wasqlite_column_names"))?;
         Ok((rc, self.out_buffer(store, "wasqlite_column_names")?))
@@ -375,19 +389,19 @@ impl GuestApi {
     }
 
     pub(crate) async fn finalize(&self, store: &mut Store<ActorState>, stmt: i32) -> Result<i32, Error> {
-        self.finalize.call_async(&mut *store, stmt).await.map_err(guest_err("wasqlite_finalize"))
+        invoke(self.mode, &self.finalize, store, stmt).await.map_err(guest_err("wasqlite_finalize"))
     }
 
     pub(crate) async fn autocommit(&self, store: &mut Store<ActorState>, db: i32) -> Result<bool, Error> {
-        Ok(self.autocommit.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_autocommit"))? != 0)
+        Ok(invoke(self.mode, &self.autocommit, store, db).await.map_err(guest_err("wasqlite_autocommit"))? != 0)
     }
 
     pub(crate) async fn errcode(&self, store: &mut Store<ActorState>, db: i32) -> Result<i32, Error> {
-        self.errcode.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_errcode"))
+        invoke(self.mode, &self.errcode, store, db).await.map_err(guest_err("wasqlite_errcode"))
     }
 
     pub(crate) async fn errmsg(&self, store: &mut Store<ActorState>, db: i32) -> Result<String, Error> {
-        let ptr = self.errmsg.call_async(&mut *store, db).await.map_err(guest_err("wasqlite_errmsg"))?;
+        let ptr = invoke(self.mode, &self.errmsg, store, db).await.map_err(guest_err("wasqlite_errmsg"))?;
         let bytes = c_str(self.memory.data(&*store), ptr, MAX_MESSAGE).ok_or_else(|| bad_guest_pointer("wasqlite_errmsg"))?;
         Ok(String::from_utf8_lossy(bytes).into_owned())
     }

@@ -4,14 +4,19 @@
 //! Each one checks every guest pointer and length before use. A bad one gets
 //! SQLITE_MISUSE back, with a message for xGetLastError and the SQL error;
 //! the host never panics on guest input. Methods that may reach the KV are
-//! async; the rest are plain host functions.
+//! written as async blocks and registered one of two ways (`CallMode`):
+//! awaited on a wasmtime fiber, or, for a KV whose every answer is ready at
+//! once, polled once on the caller's stack; the rest are plain functions.
 
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libsqlite3_sys as ffi;
 use rand::RngCore;
 use wasmtime::{Caller, Linker};
 
+use super::CallMode;
 use super::abi::IMPORT_MODULE;
 use super::memory::{slice, slice_mut, write_i32, write_i64};
 use crate::state::ActorState;
@@ -64,46 +69,68 @@ macro_rules! try_rc {
     };
 }
 
-/// Registers every VFS import.
-pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>) -> wasmtime::Result<()> {
+/// The output of a future that is ready on its first poll.
+fn poll_once<F: Future>(future: F) -> Option<F::Output> {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
+/// What a direct import returns when the KV did not answer at once, which
+/// a store claiming `KvStore::answers_immediately` must never do.
+fn not_immediate(cx: &mut Cx<'_>, method: &str) -> i32 {
+    cx.data_mut().files.note_error(format!(
+        "{method}: the KV store claims to answer at once but did not; it must not override answers_immediately"
+    ));
+    ffi::SQLITE_IOERR
+}
+
+/// Registers an import that may wait on the KV: its body is an async block
+/// over `cx` and the arguments, returning an SQLite code.
+macro_rules! kv_import {
+    ($linker:ident, $mode:ident, $name:literal, |$cx:ident $(, $arg:ident: $ty:ty)*| $body:block) => {
+        match $mode {
+            CallMode::Direct => $linker.func_wrap(IMPORT_MODULE, $name, |mut $cx: Cx<'_> $(, $arg: $ty)*| -> i32 {
+                poll_once(async { $body }).unwrap_or_else(|| not_immediate(&mut $cx, $name))
+            })?,
+            CallMode::Fiber => $linker.func_wrap_async(IMPORT_MODULE, $name, |mut $cx: Cx<'_>, ($($arg,)*): ($($ty,)*)| {
+                Box::new(async move { $body })
+            })?,
+        };
+    };
+}
+
+/// Registers every VFS import, for guests called in `mode`.
+pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> wasmtime::Result<()> {
     let m = IMPORT_MODULE;
 
-    linker.func_wrap_async(
-        m,
-        "xOpen",
-        |mut cx: Cx<'_>, (name, name_len, flags, out_flags, out_id): (i32, i32, i32, i32, i32)| {
-            Box::new(async move {
-                let name = try_rc!(name_at(&mut cx, name, name_len, "xOpen"));
-                let handle = try_rc!(cx.data_mut().files.open(name.as_deref(), flags).await);
-                let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
-                if (out_flags != 0 && write_i32(mem, out_flags, flags).is_none()) || write_i32(mem, out_id, handle).is_none() {
-                    return bad_pointer(state, "xOpen");
-                }
-                ffi::SQLITE_OK
-            })
-        },
-    )?;
+    kv_import!(linker, mode, "xOpen", |cx, name: i32, name_len: i32, flags: i32, out_flags: i32, out_id: i32| {
+        let name = try_rc!(name_at(&mut cx, name, name_len, "xOpen"));
+        let handle = try_rc!(cx.data_mut().files.open(name.as_deref(), flags).await);
+        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        if (out_flags != 0 && write_i32(mem, out_flags, flags).is_none()) || write_i32(mem, out_id, handle).is_none() {
+            return bad_pointer(state, "xOpen");
+        }
+        ffi::SQLITE_OK
+    });
 
-    linker.func_wrap_async(m, "xDelete", |mut cx: Cx<'_>, (name, name_len, _sync_dir): (i32, i32, i32)| {
-        Box::new(async move {
-            let Some(name) = try_rc!(name_at(&mut cx, name, name_len, "xDelete")) else {
-                return ffi::SQLITE_IOERR_DELETE_NOENT;
-            };
-            cx.data_mut().files.delete(&name).await
-        })
-    })?;
+    kv_import!(linker, mode, "xDelete", |cx, name: i32, name_len: i32, _sync_dir: i32| {
+        let Some(name) = try_rc!(name_at(&mut cx, name, name_len, "xDelete")) else {
+            return ffi::SQLITE_IOERR_DELETE_NOENT;
+        };
+        cx.data_mut().files.delete(&name).await
+    });
 
-    linker.func_wrap_async(m, "xAccess", |mut cx: Cx<'_>, (name, name_len, flags, out): (i32, i32, i32, i32)| {
-        Box::new(async move {
-            let name = try_rc!(name_at(&mut cx, name, name_len, "xAccess")).unwrap_or_default();
-            let found = try_rc!(cx.data_mut().files.access(&name, flags).await);
-            let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
-            match write_i32(mem, out, i32::from(found)) {
-                Some(()) => ffi::SQLITE_OK,
-                None => bad_pointer(state, "xAccess"),
-            }
-        })
-    })?;
+    kv_import!(linker, mode, "xAccess", |cx, name: i32, name_len: i32, flags: i32, out: i32| {
+        let name = try_rc!(name_at(&mut cx, name, name_len, "xAccess")).unwrap_or_default();
+        let found = try_rc!(cx.data_mut().files.access(&name, flags).await);
+        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        match write_i32(mem, out, i32::from(found)) {
+            Some(()) => ffi::SQLITE_OK,
+            None => bad_pointer(state, "xAccess"),
+        }
+    });
 
     // Names are already full: an actor's files live in its own namespace.
     linker.func_wrap(m, "xFullPathname", |mut cx: Cx<'_>, name: i32, name_len: i32, out: i32, out_len: i32| {
@@ -136,13 +163,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>) -> wasmtime::Result
         }
     })?;
 
-    linker.func_wrap_async(m, "xSleep", |_cx: Cx<'_>, (micros,): (i32,)| {
-        Box::new(async move {
-            let micros = micros.max(0);
-            tokio::time::sleep(Duration::from_micros(micros as u64)).await;
+    // SQLite sleeps only in a busy handler, which one exclusive connection
+    // never runs; a direct call must not park the caller's thread on a timer.
+    match mode {
+        CallMode::Direct => linker.func_wrap(m, "xSleep", |_cx: Cx<'_>, micros: i32| {
+            let micros = micros.clamp(0, 1_000);
+            std::thread::sleep(Duration::from_micros(micros as u64));
             micros
-        })
-    })?;
+        })?,
+        CallMode::Fiber => linker.func_wrap_async(m, "xSleep", |_cx: Cx<'_>, (micros,): (i32,)| {
+            Box::new(async move {
+                let micros = micros.max(0);
+                tokio::time::sleep(Duration::from_micros(micros as u64)).await;
+                micros
+            })
+        })?,
+    };
 
     linker.func_wrap(m, "xCurrentTimeInt64", |mut cx: Cx<'_>, out: i32| {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -164,79 +200,67 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>) -> wasmtime::Result
         0
     })?;
 
-    linker.func_wrap_async(m, "xClose", |mut cx: Cx<'_>, (handle,): (i32,)| {
-        Box::new(async move {
-            let tag = try_rc!(file(&mut cx, handle, "xClose"));
-            cx.data_mut().files.close(tag).await
-        })
-    })?;
+    kv_import!(linker, mode, "xClose", |cx, handle: i32| {
+        let tag = try_rc!(file(&mut cx, handle, "xClose"));
+        cx.data_mut().files.close(tag).await
+    });
 
-    linker.func_wrap_async(m, "xRead", |mut cx: Cx<'_>, (handle, buf, amt, offset): (i32, i32, i32, i64)| {
-        Box::new(async move {
-            let tag = try_rc!(file(&mut cx, handle, "xRead"));
-            let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
-            if slice(mem, buf, amt).is_none() || offset < 0 {
-                return bad_pointer(state, "xRead");
-            }
-            let mut data = std::mem::take(&mut state.read_buf);
-            data.clear();
-            data.resize(amt as usize, 0);
-            let rc = state.files.read(tag, offset as u64, &mut data).await;
-            let (mem, state) = split(&mut cx).expect("checked above");
-            slice_mut(mem, buf, amt).expect("checked above").copy_from_slice(&data);
-            state.read_buf = data;
-            rc
-        })
-    })?;
+    kv_import!(linker, mode, "xRead", |cx, handle: i32, buf: i32, amt: i32, offset: i64| {
+        let tag = try_rc!(file(&mut cx, handle, "xRead"));
+        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        if slice(mem, buf, amt).is_none() || offset < 0 {
+            return bad_pointer(state, "xRead");
+        }
+        let mut data = std::mem::take(&mut state.read_buf);
+        data.clear();
+        data.resize(amt as usize, 0);
+        let rc = state.files.read(tag, offset as u64, &mut data).await;
+        let (mem, state) = split(&mut cx).expect("checked above");
+        slice_mut(mem, buf, amt).expect("checked above").copy_from_slice(&data);
+        state.read_buf = data;
+        rc
+    });
 
-    linker.func_wrap_async(m, "xWrite", |mut cx: Cx<'_>, (handle, buf, amt, offset): (i32, i32, i32, i64)| {
-        Box::new(async move {
-            let tag = try_rc!(file(&mut cx, handle, "xWrite"));
-            let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
-            if slice(mem, buf, amt).is_none() || offset < 0 {
-                return bad_pointer(state, "xWrite");
-            }
-            let rc = state.files.prepare_write(tag, offset as u64, amt as usize).await;
-            if rc != ffi::SQLITE_OK {
-                return rc;
-            }
-            let (mem, state) = split(&mut cx).expect("checked above");
-            state.files.apply_write(tag, offset as u64, slice(mem, buf, amt).expect("checked above"));
-            if state.files.wants_early_flush(tag) {
-                return state.files.flush(tag).await;
-            }
-            ffi::SQLITE_OK
-        })
-    })?;
+    kv_import!(linker, mode, "xWrite", |cx, handle: i32, buf: i32, amt: i32, offset: i64| {
+        let tag = try_rc!(file(&mut cx, handle, "xWrite"));
+        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        if slice(mem, buf, amt).is_none() || offset < 0 {
+            return bad_pointer(state, "xWrite");
+        }
+        let rc = state.files.prepare_write(tag, offset as u64, amt as usize).await;
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        let (mem, state) = split(&mut cx).expect("checked above");
+        state.files.apply_write(tag, offset as u64, slice(mem, buf, amt).expect("checked above"));
+        if state.files.wants_early_flush(tag) {
+            return state.files.flush(tag).await;
+        }
+        ffi::SQLITE_OK
+    });
 
-    linker.func_wrap_async(m, "xTruncate", |mut cx: Cx<'_>, (handle, size): (i32, i64)| {
-        Box::new(async move {
-            let tag = try_rc!(file(&mut cx, handle, "xTruncate"));
-            match u64::try_from(size) {
-                Ok(size) => cx.data_mut().files.truncate(tag, size).await,
-                Err(_) => ffi::SQLITE_IOERR_TRUNCATE,
-            }
-        })
-    })?;
+    kv_import!(linker, mode, "xTruncate", |cx, handle: i32, size: i64| {
+        let tag = try_rc!(file(&mut cx, handle, "xTruncate"));
+        match u64::try_from(size) {
+            Ok(size) => cx.data_mut().files.truncate(tag, size).await,
+            Err(_) => ffi::SQLITE_IOERR_TRUNCATE,
+        }
+    });
 
-    linker.func_wrap_async(m, "xSync", |mut cx: Cx<'_>, (handle, _flags): (i32, i32)| {
-        Box::new(async move {
-            let tag = try_rc!(file(&mut cx, handle, "xSync"));
-            cx.data_mut().files.flush(tag).await
-        })
-    })?;
+    kv_import!(linker, mode, "xSync", |cx, handle: i32, _flags: i32| {
+        let tag = try_rc!(file(&mut cx, handle, "xSync"));
+        cx.data_mut().files.flush(tag).await
+    });
 
-    linker.func_wrap_async(m, "xFileSize", |mut cx: Cx<'_>, (handle, out): (i32, i32)| {
-        Box::new(async move {
-            let tag = try_rc!(file(&mut cx, handle, "xFileSize"));
-            let size = try_rc!(cx.data_mut().files.file_size(tag).await);
-            let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
-            match write_i64(mem, out, size as i64) {
-                Some(()) => ffi::SQLITE_OK,
-                None => bad_pointer(state, "xFileSize"),
-            }
-        })
-    })?;
+    kv_import!(linker, mode, "xFileSize", |cx, handle: i32, out: i32| {
+        let tag = try_rc!(file(&mut cx, handle, "xFileSize"));
+        let size = try_rc!(cx.data_mut().files.file_size(tag).await);
+        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        match write_i64(mem, out, size as i64) {
+            Some(()) => ffi::SQLITE_OK,
+            None => bad_pointer(state, "xFileSize"),
+        }
+    });
 
     linker.func_wrap(m, "xLock", |mut cx: Cx<'_>, handle: i32, level: i32| {
         let tag = try_rc!(file(&mut cx, handle, "xLock"));
@@ -260,12 +284,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>) -> wasmtime::Result
         }
     })?;
 
-    linker.func_wrap_async(m, "xFileControl", |mut cx: Cx<'_>, (handle, op, _arg): (i32, i32, i32)| {
-        Box::new(async move {
-            let tag = try_rc!(file(&mut cx, handle, "xFileControl"));
-            cx.data_mut().files.file_control(tag, op).await
-        })
-    })?;
+    kv_import!(linker, mode, "xFileControl", |cx, handle: i32, op: i32, _arg: i32| {
+        let tag = try_rc!(file(&mut cx, handle, "xFileControl"));
+        cx.data_mut().files.file_control(tag, op).await
+    });
 
     // One chunk: the journal header then fills exactly one KV value.
     linker.func_wrap(m, "xSectorSize", |_cx: Cx<'_>, _handle: i32| crate::vfs::layout::CHUNK_SIZE as i32)?;

@@ -133,6 +133,15 @@ pub trait KvStore: Send + Sync + fmt::Debug + 'static {
     /// The largest calls this backend accepts.
     fn limits(&self) -> KvLimits;
 
+    /// Whether every future this backend returns is ready the first time
+    /// it is polled (an in-process map behind a plain mutex, say). The host
+    /// then runs guests with direct calls instead of on fibers, which saves
+    /// a stack switch per call. A backend that claims this and then makes a
+    /// caller wait fails that call with an I/O error. Defaults to `false`.
+    fn answers_immediately(&self) -> bool {
+        false
+    }
+
     /// The value of `key`, or `None`.
     async fn get(&self, actor: &ActorId, key: &[u8]) -> Result<Option<Bytes>, KvError>;
 
@@ -164,6 +173,9 @@ pub trait KvStore: Send + Sync + fmt::Debug + 'static {
 impl<K: KvStore + ?Sized> KvStore for std::sync::Arc<K> {
     fn limits(&self) -> KvLimits {
         (**self).limits()
+    }
+    fn answers_immediately(&self) -> bool {
+        (**self).answers_immediately()
     }
     async fn get(&self, actor: &ActorId, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         (**self).get(actor, key).await
