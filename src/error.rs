@@ -80,6 +80,12 @@ pub enum Error {
     /// `execute` or `query` got more than one statement.
     #[error("more than one statement given; use execute_batch for several")]
     MultipleStatements,
+    /// Every slot of the instance pool holds an awake actor.
+    #[error("all {slots} instance slots of this process are held by awake actors; sleep one, or raise EngineConfig::pooling")]
+    PoolFull {
+        /// The pool's size.
+        slots: u32,
+    },
     /// `execute_many` failed on one of its parameter sets.
     #[error("parameter set {index}: {source}")]
     ParameterSet {

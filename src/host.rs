@@ -66,7 +66,10 @@ impl HostInner {
             CallMode::Direct => self.runtime.direct.instantiate(&mut store),
             CallMode::Fiber => self.runtime.fiber.instantiate_async(&mut store).await,
         }
-        .map_err(|e| Error::Guest { context: "instantiating the guest", message: format!("{e:?}") })?;
+        .map_err(|e| match (e.is::<wasmtime::PoolConcurrencyLimitError>(), self.config.engine.pooling) {
+            (true, Some(slots)) => Error::PoolFull { slots },
+            _ => Error::Guest { context: "instantiating the guest", message: format!("{e:?}") },
+        })?;
         let api = GuestApi::new(&mut store, &instance, &self.runtime.exports, self.call_mode).await?;
         let db = api.open(&mut store).await?;
         Ok(Instance { store, api, db })

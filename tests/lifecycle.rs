@@ -122,3 +122,23 @@ async fn migrations_run_once_and_failures_release_everything() {
     let n: i64 = a.query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'extra'", ()).await.unwrap().get(0).unwrap();
     assert_eq!(n, 0);
 }
+
+#[tokio::test]
+async fn a_full_pool_refuses_a_wake_with_a_clear_error_and_recovers() {
+    let config = wasqlite::HostConfig {
+        engine: wasqlite::EngineConfig { pooling: Some(2), ..Default::default() },
+        ..Default::default()
+    };
+    let host = wasqlite::Host::with_config(std::sync::Arc::new(wasqlite::MemoryKv::new()), config).unwrap();
+    let a = host.wake("pool-a").await.unwrap();
+    let mut b = host.wake("pool-b").await.unwrap();
+    b.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1)").await.unwrap();
+    let err = host.wake("pool-c").await.unwrap_err();
+    assert!(matches!(err, wasqlite::Error::PoolFull { slots: 2 }), "{err}");
+    assert!(err.to_string().contains("all 2 instance slots"), "{err}");
+    // The refused actor is not left marked awake, and a freed slot serves it.
+    a.sleep().await.unwrap();
+    let mut c = host.wake("pool-c").await.unwrap();
+    c.execute_batch("CREATE TABLE t(x)").await.unwrap();
+    assert_eq!(b.query_row("SELECT x FROM t", ()).await.unwrap().get::<i64>(0).unwrap(), 1);
+}
