@@ -138,6 +138,11 @@ pub trait KvStore: Send + Sync + fmt::Debug + 'static {
     /// then runs guests with direct calls instead of on fibers, which saves
     /// a stack switch per call. A backend that claims this and then makes a
     /// caller wait fails that call with an I/O error. Defaults to `false`.
+    ///
+    /// Direct calls run guest code on the calling thread's own stack, up to
+    /// wasmtime's 512 KiB limit for wasm frames, so a thread that calls
+    /// actors of such a backend needs about 1 MiB of stack to spare (tokio's
+    /// worker threads have 2 MiB, a main thread usually 8 MiB).
     fn answers_immediately(&self) -> bool {
         false
     }
