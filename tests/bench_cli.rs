@@ -150,3 +150,26 @@ fn sql_mixed_agrees_with_native() {
     assert_eq!(steps.len(), 7);
     assert!(num(w, "ratio_to_native.memory") > 0.0);
 }
+
+#[test]
+fn bulk_insert_workloads_run_on_both_sides() {
+    for workload in ["bulk-insert-25k", "bulk-insert-25k-each", "bulk-insert-25k-sql"] {
+        let v = json(&["bench", "sql", "--workload", workload, "--json", "--rounds", "1", "--backends", "memory,native"]);
+        let w = &v["workloads"][0];
+        assert_eq!(w["name"], workload);
+        assert_eq!(w["unit"], "ms");
+        assert!(num(w, "results.memory.median") > 0.0 && num(w, "results.native.median") > 0.0, "{w:#}");
+    }
+}
+
+#[test]
+fn churn_reports_its_allocation() {
+    let pooled = json(&["bench", "churn", "--actors", "2", "--cycles", "4", "--awake", "0", "--json"]);
+    assert_eq!(pooled["pooling"], true);
+    assert_eq!(num(&pooled, "keep_resident_bytes"), 1048576.0);
+    let released = json(&["bench", "churn", "--actors", "2", "--cycles", "4", "--awake", "0", "--keep-resident", "0", "--json"]);
+    assert_eq!(num(&released, "keep_resident_bytes"), 0.0);
+    let on_demand = json(&["bench", "churn", "--actors", "2", "--cycles", "4", "--awake", "0", "--on-demand", "--json"]);
+    assert_eq!(on_demand["pooling"], false);
+    assert!(on_demand["pool_slots"].is_null());
+}

@@ -20,6 +20,9 @@
 //!   run per row on native (a loop over a C call costs nothing there).
 //! - `bulk-insert-25k-each`: the same with one `execute` per row on
 //!   wasqlite too, to show what a crossing per statement costs.
+//! - `bulk-insert-25k-sql`: 25,000 rows made by one `INSERT ... SELECT`
+//!   over a recursive CTE: SQLite's own speed, with no parameters and one
+//!   statement, so nothing crosses into the guest per row.
 //! - `mixed`: seven speedtest1-style steps (mixed.rs); milliseconds.
 //!
 //! Each workload runs `--rounds` rounds; in each round every backend runs
@@ -81,6 +84,8 @@ enum Workload {
     BulkInsert25k,
     #[value(name = "bulk-insert-25k-each")]
     BulkInsert25kEach,
+    #[value(name = "bulk-insert-25k-sql")]
+    BulkInsert25kSql,
     Mixed,
 }
 
@@ -92,6 +97,7 @@ impl Workload {
             Workload::AutocommitUpdate => "autocommit-update",
             Workload::BulkInsert25k => "bulk-insert-25k",
             Workload::BulkInsert25kEach => "bulk-insert-25k-each",
+            Workload::BulkInsert25kSql => "bulk-insert-25k-sql",
             Workload::Mixed => "mixed",
         }
     }
@@ -213,6 +219,21 @@ async fn bulk_insert(db: &mut Db, data: &[(i64, String)], bulk_path: bool) -> Re
     Ok(start.elapsed().as_secs_f64() * 1e3)
 }
 
+/// The same 25,000 rows' worth of work as one statement: SQLite alone.
+async fn bulk_insert_sql(db: &mut Db) -> Result<f64> {
+    db.batch(BULK_SETUP).await?;
+    let start = Instant::now();
+    db.batch(&format!(
+        "BEGIN; \
+         INSERT INTO bulk(a, b) \
+           WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {BULK_ROWS}) \
+           SELECT (i * 7919) % 1000000000, 'row ' || i || ' of the bulk insert' FROM n; \
+         COMMIT"
+    ))
+    .await?;
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
 /// One workload's figures: `values[backend][round]`, and for `mixed` the
 /// step times `steps[backend][round][step]`.
 struct Measured {
@@ -233,7 +254,10 @@ async fn measure(
         if !versions.iter().any(|(b, _)| *b == backend) {
             versions.push((backend, db.sqlite_version().await?));
         }
-        if !matches!(workload, Workload::BulkInsert25k | Workload::BulkInsert25kEach | Workload::Mixed) {
+        if !matches!(
+            workload,
+            Workload::BulkInsert25k | Workload::BulkInsert25kEach | Workload::BulkInsert25kSql | Workload::Mixed
+        ) {
             fill(&mut db, args.rows).await.with_context(|| format!("filling the table on {}", backend.name()))?;
         }
         dbs.push(db);
@@ -262,6 +286,7 @@ async fn measure(
                 Workload::AutocommitUpdate => throughput(db, UPDATE, args.rows, args.seconds, r as u64, false).await,
                 Workload::BulkInsert25k => bulk_insert(db, &bulk, true).await,
                 Workload::BulkInsert25kEach => bulk_insert(db, &bulk, false).await,
+                Workload::BulkInsert25kSql => bulk_insert_sql(db).await,
                 Workload::Mixed | Workload::All => {
                     mixed::run(db, plan.as_ref().expect("a plan for mixed")).await.map(|outcome| {
                         checksums.push((backend, outcome.checksum));
@@ -303,6 +328,7 @@ pub(crate) async fn run(args: SqlArgs) -> Result<ExitCode> {
                 Workload::AutocommitUpdate,
                 Workload::BulkInsert25k,
                 Workload::BulkInsert25kEach,
+                Workload::BulkInsert25kSql,
                 Workload::Mixed,
             ]
         }
