@@ -382,8 +382,6 @@ impl Actor {
         Ok(prepared)
     }
 
-    /// Runs `sql` through the statement cache, collecting rows into `rows`
-    /// when asked.
     /// The cached statement for `sql`, prepared now if it is not cached.
     async fn cached(&mut self, sql: &str) -> Result<CachedStatement, Error> {
         if let Some(cached) = self.cache.get(sql) {
@@ -396,6 +394,8 @@ impl Actor {
         Ok(CachedStatement { prepared, columns: None })
     }
 
+    /// Runs `sql` through the statement cache, collecting rows into `rows`
+    /// when asked.
     async fn run_cached(&mut self, sql: &str, params: &Params, rows: Option<&mut Option<Rows>>) -> Result<Outcome, Error> {
         let cached = self.cached(sql).await?;
         let columns = match (&rows, cached.columns) {
@@ -446,10 +446,7 @@ impl Actor {
                     }
                     return Ok(Outcome { changes: changes.max(0) as u64 });
                 }
-                Step::Failed(rc) if rc == BAD_PARAMS || rc == ffi::SQLITE_RANGE => {
-                    return Err(self.bind_error(stmt, params, rc).await);
-                }
-                Step::Failed(rc) => return Err(self.sqlite_error(rc).await),
+                Step::Failed(rc) => return Err(self.run_error(stmt, params, rc).await),
             }
         }
     }
@@ -493,11 +490,7 @@ impl Actor {
                     let Some(set) = chunk.get(ran.done) else {
                         return Err(Error::Guest { context: "running parameter sets", message: format!("the guest reports failing set {} of {}", ran.done, chunk.len()) });
                     };
-                    let source = if ran.rc == BAD_PARAMS || ran.rc == ffi::SQLITE_RANGE {
-                        self.bind_error(stmt, set, ran.rc).await
-                    } else {
-                        self.sqlite_error(ran.rc).await
-                    };
+                    let source = self.run_error(stmt, set, ran.rc).await;
                     return Err(Error::ParameterSet { index: first + ran.done, source: Box::new(source) });
                 }
             }
@@ -507,6 +500,16 @@ impl Actor {
             first += chunk.len();
         }
         Ok(changes)
+    }
+
+    /// The error for a run of `stmt` with `params` that failed with `rc`:
+    /// a parameter problem, or SQLite's own error.
+    async fn run_error(&mut self, stmt: Prepared, params: &Params, rc: i32) -> Error {
+        if rc == BAD_PARAMS || rc == ffi::SQLITE_RANGE {
+            self.bind_error(stmt, params, rc).await
+        } else {
+            self.sqlite_error(rc).await
+        }
     }
 
     async fn bind_error(&mut self, stmt: Prepared, params: &Params, rc: i32) -> Error {

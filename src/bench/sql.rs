@@ -102,6 +102,11 @@ impl Workload {
         }
     }
 
+    /// Whether it works on the filled table `t` (the others make their own).
+    fn reads_the_table(self) -> bool {
+        self.is_throughput()
+    }
+
     /// Throughput (ops/s, higher is better) or time (ms, lower is better).
     fn is_throughput(self) -> bool {
         matches!(self, Workload::PointSelect | Workload::AutocommitUpdate)
@@ -254,10 +259,7 @@ async fn measure(
         if !versions.iter().any(|(b, _)| *b == backend) {
             versions.push((backend, db.sqlite_version().await?));
         }
-        if !matches!(
-            workload,
-            Workload::BulkInsert25k | Workload::BulkInsert25kEach | Workload::BulkInsert25kSql | Workload::Mixed
-        ) {
+        if workload.reads_the_table() {
             fill(&mut db, args.rows).await.with_context(|| format!("filling the table on {}", backend.name()))?;
         }
         dbs.push(db);

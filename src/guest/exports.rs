@@ -2,8 +2,8 @@
 //! functions, plus the calls that move bytes in and out of guest memory.
 //!
 //! Every call goes through `invoke`, which calls directly or on a fiber
-//! (`CallMode`), matching how the instance's imports were linked. Pointers the guest hands back (rows, messages)
-//! are read through the checked accessors in `super::memory`; one that
+//! (`CallMode`), matching how the instance's imports were linked. Pointers
+//! the guest hands back (rows, messages) are read through the checked accessors in `super::memory`; one that
 //! points outside memory is a guest bug and becomes an error, not a panic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +97,10 @@ async fn invoke<P: WasmParams + Send + Sync, R: WasmResults + Send + Sync>(
 
 fn guest_err(context: &'static str) -> impl FnOnce(wasmtime::Error) -> Error {
     move |source| Error::Guest { context, message: format!("{source:?}") }
+}
+
+fn bad_step_result() -> Error {
+    bad_guest_pointer("reading a StepResult")
 }
 
 fn bad_guest_pointer(context: &'static str) -> Error {
@@ -339,12 +343,20 @@ impl GuestApi {
             .await
             .map_err(guest_err("wasqlite_run_many"))?;
         let mem = self.memory.data(&*store);
-        let bad = || bad_guest_pointer("reading a StepResult");
-        let i64_at = |at: i32| {
-            slice(mem, self.scratch + at, 8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).ok_or_else(bad)
-        };
-        let done = usize::try_from(read_i32(mem, self.scratch + 8).ok_or_else(bad)?).map_err(|_| bad())?;
-        Ok(ManyResult { rc, done, changes: i64_at(16)?, last_rowid: i64_at(24)? })
+        let done = usize::try_from(self.step_i32(mem, 8)?).map_err(|_| bad_step_result())?;
+        Ok(ManyResult { rc, done, changes: self.step_i64(mem, 16)?, last_rowid: self.step_i64(mem, 24)? })
+    }
+
+    /// The i32 at `at` in the StepResult at `scratch`.
+    fn step_i32(&self, mem: &[u8], at: i32) -> Result<i32, Error> {
+        read_i32(mem, self.scratch + at).ok_or_else(bad_step_result)
+    }
+
+    /// The i64 at `at` in the StepResult at `scratch`.
+    fn step_i64(&self, mem: &[u8], at: i32) -> Result<i64, Error> {
+        slice(mem, self.scratch + at, 8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .ok_or_else(bad_step_result)
     }
 
     /// Reads the StepResult the guest left at `scratch`:
@@ -359,18 +371,13 @@ impl GuestApi {
             return Ok(Step::Failed(rc));
         }
         let mem = self.memory.data(store);
-        let bad = || bad_guest_pointer("reading a StepResult");
-        let i32_at = |at: i32| read_i32(mem, self.scratch + at).ok_or_else(bad);
-        let i64_at = |at: i32| {
-            slice(mem, self.scratch + at, 8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).ok_or_else(bad)
-        };
-        let count = usize::try_from(i32_at(8)?).map_err(|_| bad())?;
-        let rows = slice(mem, i32_at(0)?, i32_at(4)?).ok_or_else(bad)?;
+        let count = usize::try_from(self.step_i32(mem, 8)?).map_err(|_| bad_step_result())?;
+        let rows = slice(mem, self.step_i32(mem, 0)?, self.step_i32(mem, 4)?).ok_or_else(bad_step_result)?;
         on_rows(rows, count)?;
         if rc == libsqlite3_sys::SQLITE_ROW {
             return Ok(Step::More);
         }
-        Ok(Step::Done { changes: i64_at(16)?, last_rowid: i64_at(24)? })
+        Ok(Step::Done { changes: self.step_i64(mem, 16)?, last_rowid: self.step_i64(mem, 24)? })
     }
 
     /// The encoded column names of `stmt`.
