@@ -339,10 +339,11 @@ impl Actor {
         // so start over from there: a fresh instance recovers any hot journal
         // and reads only committed data. The warm cache is the only loss.
         let files = &mut self.store.data_mut().files;
-        if files.take_write_failed() && (result.is_err() || files.has_unflushed()) {
-            if let Err(e) = self.reset().await {
-                self.poisoned = Some(format!("restarting after a failed KV write: {e}"));
-            }
+        if files.take_write_failed()
+            && (result.is_err() || files.has_unflushed())
+            && let Err(e) = self.reset().await
+        {
+            self.poisoned = Some(format!("restarting after a failed KV write: {e}"));
         }
         result
     }

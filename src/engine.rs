@@ -125,9 +125,16 @@ impl Runtime {
         let mut wasm_config = Config::new();
         wasm_config.cranelift_opt_level(OptLevel::Speed);
         wasm_config.memory_init_cow(config.memory_init_cow);
-        // `perf` can name the guest's functions from /tmp/perf-PID.map.
-        if std::env::var_os("WASQLITE_PERF_MAP").is_some() {
-            wasm_config.profiler(ProfilingStrategy::PerfMap);
+        // `perf` can name the guest's functions from /tmp/perf-PID.map, or
+        // with `jitdump`, annotate their machine code (`perf inject --jit`).
+        match std::env::var("WASQLITE_PERF_MAP").as_deref() {
+            Ok("jitdump") if cfg!(feature = "jitdump") => {
+                wasm_config.profiler(ProfilingStrategy::JitDump);
+            }
+            Ok(_) => {
+                wasm_config.profiler(ProfilingStrategy::PerfMap);
+            }
+            Err(_) => {}
         }
         if let Some(slots) = config.pooling {
             let mut pool = PoolingAllocationConfig::new();

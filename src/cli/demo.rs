@@ -189,8 +189,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     // Deleted concurrently, so that a store with group commit shares fsyncs.
     let old: Vec<_> = kv.list_actors().await?.into_iter().filter(|id| id.as_str().starts_with(PREFIX)).collect();
+    let removed = old.len();
     let mut deletes = JoinSet::new();
-    for id in old.iter().cloned() {
+    for id in old {
         let kv = kv.clone();
         deletes.spawn(async move {
             kv.delete_actor(&id).await.with_context(|| format!("deleting actor {id} of an earlier run"))
@@ -199,8 +200,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     while let Some(done) = deletes.join_next().await {
         done.context("a delete task panicked")??;
     }
-    if !old.is_empty() {
-        println!("  removed {} actors of an earlier demo run", old.len());
+    if removed > 0 {
+        println!("  removed {removed} actors of an earlier demo run");
     }
 
     let start = Instant::now();

@@ -56,8 +56,7 @@ pub enum VfsOp {
 /// Decodes operations from arbitrary bytes; every input decodes.
 pub fn decode(bytes: &[u8]) -> Vec<VfsOp> {
     let mut ops = Vec::new();
-    let mut it = bytes.chunks(4);
-    while let Some(c) = it.next() {
+    for c in bytes.chunks(4) {
         let b = |i: usize| u64::from(*c.get(i).unwrap_or(&0));
         let tag = [FileTag::Main, FileTag::Journal, FileTag::Wal][(b(1) % 3) as usize];
         // Offsets and lengths cluster around chunk boundaries, where bugs live.

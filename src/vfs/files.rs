@@ -514,7 +514,7 @@ impl ActorFiles {
         // The chunk that will hold the new last byte keeps its head and loses
         // its tail, so a later regrowth reads zeros there.
         let boundary = ChunkIndex::containing(new_size).expect("checked above");
-        let cut_inside = new_size % CHUNK_SIZE as u64 != 0;
+        let cut_inside = !new_size.is_multiple_of(CHUNK_SIZE as u64);
         if cut_inside && !file.dirty.contains_key(&boundary.0) && boundary.offset() < file.kv_valid {
             match self.fetch_chunks(tag, &[boundary.0]).await {
                 Ok(mut chunks) => {
@@ -556,7 +556,7 @@ impl ActorFiles {
     }
 
     /// Splits entries into batches within the backend's limits.
-    fn into_batches(&self, entries: Vec<KvEntry>) -> Vec<Vec<KvEntry>> {
+    fn split_into_batches(&self, entries: Vec<KvEntry>) -> Vec<Vec<KvEntry>> {
         let mut batches: Vec<Vec<KvEntry>> = Vec::new();
         let mut bytes = 0usize;
         for entry in entries {
@@ -607,7 +607,7 @@ impl ActorFiles {
         let mut entries = Vec::with_capacity(chunks.len() + 1);
         entries.extend(meta);
         entries.extend(chunks);
-        for batch in self.into_batches(entries) {
+        for batch in self.split_into_batches(entries) {
             if let Err(e) = self.kv.batch_put(&self.actor, &batch).await {
                 return self.fail_write(ffi::SQLITE_IOERR_FSYNC, format!("writing {tag:?} file: {e}"));
             }
