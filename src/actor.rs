@@ -122,15 +122,12 @@ impl Actor {
         if !self.is_autocommit().await? {
             return self.many(sql, sets).await;
         }
-        self.execute_batch("BEGIN").await?;
-        let result = match self.many(sql, sets).await {
-            Ok(changes) => self.execute_batch("COMMIT").await.map(|()| changes),
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            self.rollback_if_open().await;
-        }
-        result
+        // A failing set drops the guard uncommitted, which rolls back the
+        // sets before it; a failing COMMIT rolls back in `commit`.
+        let mut tx = self.transaction().await?;
+        let changes = tx.execute_many(sql, sets).await?;
+        tx.commit().await?;
+        Ok(changes)
     }
 
     /// `execute_many` inside the caller's transaction.

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hdrhistogram::Histogram;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use wasqlite::kv::{RedbKv, RedbOptions};
 use wasqlite::{Host, params};
+
+use super::measure::{Latency, median};
 
 #[derive(Args, Debug)]
 pub(crate) struct CommitArgs {
@@ -84,7 +85,7 @@ async fn measure(actors: usize, group_commit: bool, seconds: f64, dir: Option<&P
     for mut actor in awake {
         let barrier = barrier.clone();
         tasks.spawn(async move {
-            let mut latencies = Histogram::<u64>::new(3)?;
+            let mut latencies = Latency::new()?;
             barrier.wait().await;
             let deadline = Instant::now() + run_for;
             let mut k = 0i64;
@@ -95,7 +96,7 @@ async fn measure(actors: usize, group_commit: bool, seconds: f64, dir: Option<&P
                 } else {
                     actor.execute("INSERT INTO log(v) VALUES (?1)", params![k]).await?;
                 }
-                latencies.record(t.elapsed().as_micros().max(1) as u64)?;
+                latencies.record(t.elapsed())?;
                 k += 1;
             }
             actor.sleep().await?;
@@ -105,11 +106,11 @@ async fn measure(actors: usize, group_commit: bool, seconds: f64, dir: Option<&P
     barrier.wait().await;
     let start = Instant::now();
     let mut commits = 0u64;
-    let mut latencies = Histogram::<u64>::new(3)?;
+    let mut latencies = Latency::new()?;
     while let Some(done) = tasks.join_next().await {
         let (n, h) = done.context("a benchmark task panicked")??;
         commits += n;
-        latencies.add(h)?;
+        latencies.add(&h)?;
     }
     // The last statement of each actor may end a little after the
     // deadline; the elapsed time covers it. Sleeping is not a commit, but
@@ -122,19 +123,10 @@ async fn measure(actors: usize, group_commit: bool, seconds: f64, dir: Option<&P
     drop(kv);
     Ok(Sample {
         commits_per_s: commits as f64 / elapsed,
-        p50_us: latencies.value_at_quantile(0.5),
-        p99_us: latencies.value_at_quantile(0.99),
+        p50_us: latencies.quantile(0.5),
+        p99_us: latencies.quantile(0.99),
         writes_per_fsync: writes as f64 / fsyncs.max(1) as f64,
     })
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 pub(crate) async fn run(args: CommitArgs) -> Result<ExitCode> {

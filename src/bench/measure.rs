@@ -100,13 +100,18 @@ impl Latency {
         self.0.add(&other.0).context("merging histograms")
     }
 
+    /// The latency at quantile `q` (0.5 for the median), in µs.
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
+        self.0.value_at_quantile(q)
+    }
+
     /// `{"count", "p50", "p99", "p999", "max", "mean"}`, all in µs.
     pub(crate) fn json(&self) -> Json {
         json!({
             "count": self.0.len(),
-            "p50": self.0.value_at_quantile(0.5),
-            "p99": self.0.value_at_quantile(0.99),
-            "p999": self.0.value_at_quantile(0.999),
+            "p50": self.quantile(0.5),
+            "p99": self.quantile(0.99),
+            "p999": self.quantile(0.999),
             "max": self.0.max(),
             "mean": (self.0.mean() * 10.0).round() / 10.0,
         })
@@ -116,9 +121,9 @@ impl Latency {
     pub(crate) fn summary(&self) -> String {
         format!(
             "p50 {} µs, p99 {} µs, p999 {} µs (max {} µs)",
-            self.0.value_at_quantile(0.5),
-            self.0.value_at_quantile(0.99),
-            self.0.value_at_quantile(0.999),
+            self.quantile(0.5),
+            self.quantile(0.99),
+            self.quantile(0.999),
             self.0.max()
         )
     }

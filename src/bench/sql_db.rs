@@ -16,6 +16,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
+use wasqlite::simulation::from_native;
 use wasqlite::{Actor, Value};
 
 /// A database under benchmark.
@@ -38,16 +39,6 @@ impl ToSql for Bind<'_> {
             Value::Text(s) => ValueRef::Text(s.as_bytes()),
             Value::Blob(b) => ValueRef::Blob(b),
         }))
-    }
-}
-
-fn owned(value: ValueRef<'_>) -> Value {
-    match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
     }
 }
 
@@ -140,7 +131,7 @@ impl Db {
                 while let Some(row) = rows.next()? {
                     let mut values = Vec::with_capacity(columns);
                     for i in 0..columns {
-                        values.push(owned(row.get_ref(i)?));
+                        values.push(from_native(row.get_ref(i)?));
                     }
                     sum = checksum(sum, &values);
                 }

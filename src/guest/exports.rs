@@ -3,8 +3,9 @@
 //!
 //! Every call goes through `invoke`, which calls directly or on a fiber
 //! (`CallMode`), matching how the instance's imports were linked. Pointers
-//! the guest hands back (rows, messages) are read through the checked accessors in `super::memory`; one that
-//! points outside memory is a guest bug and becomes an error, not a panic.
+//! the guest hands back (rows, messages) are read through the checked
+//! accessors in `super::memory`; one that points outside memory is a guest
+//! bug and becomes an error, not a panic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
