@@ -72,16 +72,16 @@ int32_t wasqlite_abi_version(void){
   return WASQLITE_ABI_VERSION;
 }
 
+/* Heap reserved at build time: the first SELECT on a 10-table database
+** allocates about 100 KiB, a busy actor's page cache a few MiB. */
+#define HEAP_HEADROOM (1024*1024)
+
 /*
 ** Run once at build time by wasm/build.sh (through wizer), never by the
 ** host: everything SQLite sets up before the first connection, done ahead so
 ** that the committed module's data segment already holds it and every wake
 ** skips it. Must not call any import.
 */
-/* Heap reserved at build time: the first SELECT on a 10-table database
-** allocates about 100 KiB, a busy actor's page cache a few MiB. */
-#define HEAP_HEADROOM (1024*1024)
-
 WASQLITE_EXPORT(wasqlite_preinit)
 void wasqlite_preinit(void){
   sqlite3_initialize();
