@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::guest::abi::BAD_PARAMS;
 use crate::guest::exports::{GuestApi, Prepared, Step};
 use crate::host::{AwakeGuard, HostInner, Instance};
+use crate::kv::inflight;
 use crate::migrations::Migrations;
 use crate::sql::cache::{CachedStatement, StatementCache};
 use crate::sql::params::Params;
@@ -40,6 +41,18 @@ pub struct Actor {
     cache: StatementCache,
     /// Set when a failure left the instance untrustworthy.
     poisoned: Option<String>,
+    /// A call has begun and not returned. Seen at the start of the next
+    /// call, it means the caller dropped that call's future part-way, maybe
+    /// with SQLite unwound mid-statement: the instance is rebuilt first.
+    in_call: bool,
+    /// Counts instance rebuilds; a `Transaction` begun under another
+    /// instance is gone.
+    generation: u64,
+    /// Why the instance was last rebuilt, for `Error::TransactionAborted`.
+    rebuilt_because: &'static str,
+    /// A cancelled call took an open transaction with it that no
+    /// `Transaction` guard has reported yet: the next call says so.
+    transaction_aborted: bool,
     /// A dropped `Transaction` asked for a rollback before the next call.
     rollback_pending: bool,
     /// `sqlite3_last_insert_rowid()` as of the last finished statement.
@@ -69,6 +82,10 @@ impl Actor {
             db,
             cache: StatementCache::default(),
             poisoned: None,
+            in_call: false,
+            generation: 0,
+            rebuilt_because: "",
+            transaction_aborted: false,
             rollback_pending: false,
             last_rowid: 0,
             _awake: awake,
@@ -210,11 +227,13 @@ impl Actor {
     ///
     /// The error from closing, if any; the instance is dropped regardless.
     pub async fn sleep(mut self) -> Result<(), Error> {
-        if self.poisoned.is_some() {
-            return Ok(());
-        }
-        let result = self.close().await;
+        // A poisoned instance, or one whose last call was cut off, has
+        // nothing worth closing: the KV already holds what it acknowledged.
+        let result = if self.poisoned.is_some() || self.in_call { Ok(()) } else { self.close().await };
+        let kv = self.store.data().files.kv().clone();
+        let id = self.id.clone();
         drop(self);
+        inflight::settled(&kv, &id).await;
         result
     }
 
@@ -225,14 +244,16 @@ impl Actor {
     /// The KV's error from deleting; a failure to close first is ignored,
     /// since the data is going away.
     pub async fn destroy(mut self) -> Result<(), Error> {
-        if self.poisoned.is_none() {
+        if self.poisoned.is_none() && !self.in_call {
             let _ = self.close().await;
         }
         let kv = self.store.data().files.kv().clone();
         let id = self.id.clone();
         // Drop the instance (and with it the awake mark) only after the
-        // delete, so that no wake can race in between.
-        let result = kv.delete_actor(&id).await;
+        // delete, so that no wake can race in between; should this future be
+        // dropped first, the next wake waits for the delete instead.
+        inflight::settled(&kv, &id).await;
+        let result = self.host.delete_actor(&id).await;
         drop(self);
         Ok(result?)
     }
@@ -275,37 +296,99 @@ impl Actor {
 
     /// Replaces the instance with a fresh one over the same KV. Statement
     /// handles and any open transaction die with the old instance.
-    async fn reset(&mut self) -> Result<(), Error> {
+    async fn reset(&mut self, because: &'static str) -> Result<(), Error> {
         let fresh = self.host.instantiate(&self.id).await?;
-        tracing::info!(actor = %self.id, "instance restarted after a failed KV write");
+        tracing::info!(actor = %self.id, "instance rebuilt from the KV: {because}");
         self.store = fresh.store;
         self.api = fresh.api;
         self.db = fresh.db;
         self.cache = StatementCache::default();
         self.rollback_pending = false;
         self.last_rowid = 0;
+        self.generation += 1;
+        self.rebuilt_because = because;
         Ok(())
+    }
+
+    /// The previous call's future was dropped before it returned. Its guest
+    /// call may have been unwound mid-statement (a dropped fiber traps out of
+    /// the guest), leaving SQLite's memory half-updated, and its host-side
+    /// buffers may hold writes that never reached the KV. What the KV holds
+    /// is always a state SQLite recovers from, so: wait until no write of
+    /// that call can still land, then rebuild the instance from the KV. An
+    /// open transaction is lost with the old instance.
+    async fn recover_from_cancellation(&mut self) -> Result<(), Error> {
+        // Reading the autocommit flag is a field read in the old SQLite, safe
+        // even where a statement was cut off; a failure counts as "open".
+        let transaction_open = !matches!(self.api.autocommit(&mut self.store, self.db).await, Ok(true));
+        let abandoned = self.rollback_pending;
+        let kv = self.store.data().files.kv().clone();
+        inflight::settled(&kv, &self.id).await;
+        self.reset("a call was cancelled before it returned").await?;
+        // A dropped `Transaction` guard had given the transaction up already.
+        self.transaction_aborted = transaction_open && !abandoned;
+        Ok(())
+    }
+
+    /// The instance generation a `Transaction` begins under.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The error for a `Transaction` of generation `begun` that outlived its
+    /// instance; the loss is reported once.
+    pub(crate) fn aborted_transaction(&mut self) -> Error {
+        self.transaction_aborted = false;
+        Error::TransactionAborted { id: self.id.clone(), reason: self.rebuilt_because }
     }
 
     pub(crate) fn schedule_rollback(&mut self) {
         self.rollback_pending = true;
     }
 
+    /// COMMIT, rolling back if it fails.
+    pub(crate) async fn commit(&mut self) -> Result<(), Error> {
+        self.call(async |actor| {
+            let result = actor.run_batch("COMMIT").await;
+            if result.is_err() {
+                actor.rollback_if_open().await;
+            }
+            result
+        })
+        .await
+    }
+
     /// Rolls back an open transaction, if there is one; errors are moot.
-    pub(crate) async fn rollback_if_open(&mut self) {
+    async fn rollback_if_open(&mut self) {
         if let Ok(false) = self.api.autocommit(&mut self.store, self.db).await {
             let _ = self.run_batch("ROLLBACK").await;
         }
     }
 
-    /// Runs one API call: refuses a poisoned actor, settles a pending
-    /// rollback, and afterwards makes sure nothing written stays only in
-    /// host memory.
+    /// Runs one API call: refuses a poisoned actor, recovers from a call
+    /// that was cancelled part-way, settles a pending rollback, and
+    /// afterwards makes sure nothing written stays only in host memory.
+    ///
+    /// Every guest call of the API goes through here, so that a future
+    /// dropped at any await point leaves `in_call` set behind it.
     async fn call<R>(&mut self, f: impl AsyncFnOnce(&mut Actor) -> Result<R, Error>) -> Result<R, Error> {
         if let Some(reason) = &self.poisoned {
             return Err(Error::Poisoned { id: self.id.clone(), reason: reason.clone() });
         }
-        self.store.data_mut().files.take_last_error();
+        if self.in_call {
+            self.recover_from_cancellation().await?;
+        }
+        if self.transaction_aborted {
+            return Err(self.aborted_transaction());
+        }
+        self.in_call = true;
+        let result = self.run_call(f).await;
+        self.in_call = false;
+        result
+    }
+
+    async fn run_call<R>(&mut self, f: impl AsyncFnOnce(&mut Actor) -> Result<R, Error>) -> Result<R, Error> {
+        self.store.data_mut().files.begin_call();
         if self.rollback_pending {
             self.rollback_pending = false;
             self.rollback_if_open().await;
@@ -331,14 +414,21 @@ impl Actor {
                 result = Err(Error::Sqlite { code: rc, message, kv });
             }
         }
+        // A failed write after one that may have been a commit point: only
+        // the KV knows whether the transaction committed, and the caller
+        // must not take the error for "nothing happened".
+        let files = &mut self.store.data_mut().files;
+        let write_failed = files.take_write_failed();
+        if write_failed && files.may_have_committed() {
+            result = result.map_err(|e| Error::OutcomeUnknown { source: Box::new(e) });
+        }
         // After a failed KV write the guest may hold pages and a journal that
         // the KV never got. Its durable state is exactly what the KV holds,
         // so start over from there: a fresh instance recovers any hot journal
         // and reads only committed data. The warm cache is the only loss.
-        let files = &mut self.store.data_mut().files;
-        if files.take_write_failed()
-            && (result.is_err() || files.has_unflushed())
-            && let Err(e) = self.reset().await
+        if write_failed
+            && (result.is_err() || self.store.data().files.has_unflushed())
+            && let Err(e) = self.reset("a KV write failed").await
         {
             self.poisoned = Some(format!("restarting after a failed KV write: {e}"));
         }

@@ -94,6 +94,26 @@ pub enum Error {
         /// What went wrong with it.
         source: Box<Error>,
     },
+    /// A write failed after a point where its transaction may already have
+    /// committed (a KV write failed after another that may have been the
+    /// commit point). The actor has been rebuilt from the KV, which says
+    /// whether it did: read it back to know.
+    #[error("the write's outcome is unknown: it may or may not have committed; {source}")]
+    OutcomeUnknown {
+        /// The failure.
+        source: Box<Error>,
+    },
+    /// The transaction was rolled back under the caller, with the instance
+    /// it lived in: an earlier call in it was cancelled part-way, or a KV
+    /// write failed, and the actor was rebuilt from the KV. Nothing of it
+    /// was committed; the actor is usable again.
+    #[error("the open transaction of actor {id} was rolled back ({reason}); nothing of it was committed")]
+    TransactionAborted {
+        /// The actor.
+        id: ActorId,
+        /// Why its instance was rebuilt.
+        reason: &'static str,
+    },
     /// `query_row` found no row.
     #[error("the query returned no rows")]
     NoRows,
@@ -141,11 +161,11 @@ pub enum Error {
 
 impl Error {
     /// SQLite's extended result code, for [`Error::Sqlite`] and the error
-    /// inside [`Error::ParameterSet`].
+    /// inside [`Error::ParameterSet`] or [`Error::OutcomeUnknown`].
     pub fn sqlite_code(&self) -> Option<i32> {
         match self {
             Error::Sqlite { code, .. } => Some(*code),
-            Error::ParameterSet { source, .. } => source.sqlite_code(),
+            Error::ParameterSet { source, .. } | Error::OutcomeUnknown { source } => source.sqlite_code(),
             _ => None,
         }
     }

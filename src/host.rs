@@ -13,7 +13,7 @@ use crate::engine::{EngineConfig, Runtime};
 use crate::error::Error;
 use crate::guest::CallMode;
 use crate::guest::exports::GuestApi;
-use crate::kv::{KvLimits, KvStore};
+use crate::kv::{KvError, KvLimits, KvStore, inflight};
 use crate::migrations::Migrations;
 use crate::state::{ActorState, Gauges};
 use crate::vfs::layout::CHUNK_SIZE;
@@ -53,6 +53,14 @@ pub(crate) struct Instance {
 impl HostInner {
     fn awake(&self) -> std::sync::MutexGuard<'_, HashSet<ActorId>> {
         self.awake.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes every key of `id`, to the end even if the caller goes away
+    /// (see `kv::inflight`).
+    pub(crate) async fn delete_actor(&self, id: &ActorId) -> Result<(), KvError> {
+        let (kv, actor) = (self.kv.clone(), id.clone());
+        let delete = async move { kv.delete_actor(&actor).await };
+        if self.kv.answers_immediately() { delete.await } else { inflight::run_to_completion(&self.kv, id, delete).await }
     }
 
     /// Builds a Store, instantiates the guest in it and opens the database.
@@ -190,6 +198,9 @@ impl Host {
             return Err(Error::AlreadyAwake { id });
         }
         let guard = AwakeGuard { host: self.inner.clone(), id: id.clone() };
+        // A write of an earlier instance whose caller went away may still be
+        // landing; this instance must read after it.
+        inflight::settled(&self.inner.kv, &id).await;
         let instance = self.inner.instantiate(&id).await?;
         let mut actor = Actor::new(id, self.inner.clone(), instance, guard);
         if !self.inner.config.migrations.is_empty() {
@@ -210,7 +221,8 @@ impl Host {
             return Err(Error::AlreadyAwake { id });
         }
         let _guard = AwakeGuard { host: self.inner.clone(), id: id.clone() };
-        Ok(self.inner.kv.delete_actor(&id).await?)
+        inflight::settled(&self.inner.kv, &id).await;
+        Ok(self.inner.delete_actor(&id).await?)
     }
 }
 

@@ -1,8 +1,9 @@
 //! Deterministic simulation: crash at every KV operation of a fixed
-//! workload, then fail every operation once, and check each run against a
-//! native SQLite oracle (src/simulation.rs has the rules).
+//! workload, fail every operation once, and cancel every poll of every API
+//! future, and check each run against a native SQLite oracle
+//! (src/simulation/mod.rs has the rules).
 //!
-//! CI runs one seed (about a minute on two cores). For a longer soak:
+//! CI runs one seed. For a longer soak:
 //!     WASQLITE_SIM_SEEDS=20 cargo test --release --test simulation -- --nocapture
 
 use std::sync::Arc;
@@ -10,7 +11,9 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use wasqlite::KvLimits;
-use wasqlite::simulation::{CrashOutcome, FaultOutcome, Workload, count_ops, crash_at, fault_at};
+use wasqlite::simulation::{
+    CancelOutcome, CancelStore, CrashOutcome, FaultOutcome, Workload, cancel_at, count_ops, count_polls, crash_at, fault_at,
+};
 
 const STEPS: usize = 120;
 
@@ -72,13 +75,80 @@ async fn fail_every_kv_operation_once() {
             every_point(workload, ops, |w, k| async move { fault_at(&w, KvLimits::RIVET, k).await }).await;
         let failed: usize = outcomes.iter().map(|o| o.failed_steps).sum();
         let committed_anyway: usize = outcomes.iter().map(|o| o.failed_but_committed).sum();
+        let unknown: usize = outcomes.iter().map(|o| o.outcome_unknown).sum();
         let rewakes: usize = outcomes.iter().map(|o| o.rewakes).sum();
         // The rest were absorbed: a failed batch-atomic put falls back to the
         // journal, and the oracle checks held all the same.
         eprintln!(
-            "seed {seed}: {ops} fault points; {failed} reached the caller as I/O errors \
-             ({committed_anyway} after the commit point), {rewakes} needed a fresh wake"
+            "seed {seed}: {ops} fault points; {failed} reached the caller as I/O errors, {unknown} of them as \
+             \"outcome unknown\" ({committed_anyway} had committed), {rewakes} needed a fresh wake"
         );
         assert!(failed > 0, "no fault reached the caller");
     }
 }
+
+/// Runs `cancel_at` for every k in `0..points` on two threads, each with a
+/// current-thread runtime, where the same k cancels at the same place.
+fn every_cancel_point(workload: &Workload, store: CancelStore, points: u64) -> Vec<CancelOutcome> {
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let mut outcomes: Vec<(u64, CancelOutcome)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if k >= points {
+                            return done;
+                        }
+                        let outcome = rt.block_on(cancel_at(workload, store, k)).unwrap_or_else(|e| panic!("{e}"));
+                        done.push((k, outcome));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a cancellation worker panicked")).collect()
+    });
+    outcomes.sort_by_key(|(k, _)| *k);
+    outcomes.into_iter().map(|(_, o)| o).collect()
+}
+
+fn polls_of(workload: &Workload, store: CancelStore) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(count_polls(workload, store)).unwrap()
+}
+
+#[test]
+fn cancel_at_every_poll_on_fibers() {
+    let store = CancelStore::Memory(KvLimits::RIVET);
+    for seed in seeds() {
+        let workload = Workload::generate(seed, CANCEL_STEPS);
+        let polls = polls_of(&workload, store);
+        let outcomes = every_cancel_point(&workload, store, polls);
+        let cancelled = outcomes.iter().filter(|o| o.step.is_some()).count();
+        let landed = outcomes.iter().filter(|o| o.landed).count();
+        eprintln!("seed {seed}: {polls} cancellation points over {CANCEL_STEPS} steps; {landed} cancelled steps had landed");
+        assert_eq!(cancelled as u64, polls, "every poll of a run is a point where a step is cancelled");
+        assert!(landed > 0, "no cancellation struck after a commit point");
+    }
+}
+
+#[test]
+fn cancel_at_every_poll_on_redb() {
+    for seed in seeds() {
+        let workload = Workload::generate(seed, REDB_CANCEL_STEPS);
+        let polls = polls_of(&workload, CancelStore::Redb);
+        // redb's writer thread makes the count vary a little from run to
+        // run; a few points past it may find the run already over.
+        let outcomes = every_cancel_point(&workload, CancelStore::Redb, polls);
+        let cancelled = outcomes.iter().filter(|o| o.step.is_some()).count();
+        let landed = outcomes.iter().filter(|o| o.landed).count();
+        eprintln!("seed {seed}: {polls} cancellation points on redb over {REDB_CANCEL_STEPS} steps; {cancelled} cancelled a step, {landed} after it landed");
+        assert!(cancelled as u64 > polls / 2, "most points cancel a step");
+    }
+}
+
+/// Steps of the cancellation workloads: every one of their polls is a run.
+const CANCEL_STEPS: usize = 60;
+const REDB_CANCEL_STEPS: usize = 60;

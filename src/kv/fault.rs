@@ -24,9 +24,11 @@ pub enum FaultPlan {
     /// Operation `k` fails; later ones succeed.
     FailOnce(u64),
     /// The process dies at operation `k`: that operation and every later one
-    /// never complete and never reach the store. [`FaultKv::crashed`]
-    /// resolves at that moment, so the caller can drop the actor mid-call,
-    /// as a kill would.
+    /// never reach the store. [`FaultKv::crashed`] resolves at that moment,
+    /// so the caller can drop the actor mid-call, as a kill would. They stay
+    /// pending until the next [`FaultKv::set_plan`] (the "restart"), then
+    /// fail: a write the host left running past its caller ends there too,
+    /// known not to have landed.
     CrashAt(u64),
     /// Every write (`batch_put`, `batch_delete`, `delete_range`,
     /// `delete_actor`) fails; reads work.
@@ -41,6 +43,10 @@ pub struct FaultKv<K> {
     delay: Mutex<Option<Duration>>,
     next_op: AtomicU64,
     crash: tokio::sync::watch::Sender<bool>,
+    /// While true, writes wait before reaching the store.
+    writes_paused: tokio::sync::watch::Sender<bool>,
+    /// Writes waiting on the pause right now.
+    writes_waiting: AtomicU64,
 }
 
 impl<K: KvStore> FaultKv<K> {
@@ -52,7 +58,20 @@ impl<K: KvStore> FaultKv<K> {
             delay: Mutex::default(),
             next_op: AtomicU64::new(0),
             crash: tokio::sync::watch::Sender::new(false),
+            writes_paused: tokio::sync::watch::Sender::new(false),
+            writes_waiting: AtomicU64::new(0),
         }
+    }
+
+    /// Holds every write (before it is numbered or reaches the store) until
+    /// called with `false`; reads go on. For tests of writes left in flight.
+    pub fn pause_writes(&self, paused: bool) {
+        self.writes_paused.send_replace(paused);
+    }
+
+    /// Writes held by [`FaultKv::pause_writes`] right now.
+    pub fn writes_waiting(&self) -> u64 {
+        self.writes_waiting.load(Ordering::SeqCst)
     }
 
     /// The wrapped store.
@@ -94,6 +113,13 @@ impl<K: KvStore> FaultKv<K> {
     }
 
     async fn admit(&self, write: bool, what: &str) -> Result<(), KvError> {
+        if write && *self.writes_paused.borrow() {
+            self.writes_waiting.fetch_add(1, Ordering::SeqCst);
+            let mut paused = self.writes_paused.subscribe();
+            // The sender lives in self, so waiting cannot fail.
+            let _ = paused.wait_for(|p| !*p).await;
+            self.writes_waiting.fetch_sub(1, Ordering::SeqCst);
+        }
         let delay = *self.delay.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(delay) = delay {
             if delay.is_zero() { tokio::task::yield_now().await } else { tokio::time::sleep(delay).await }
@@ -104,8 +130,12 @@ impl<K: KvStore> FaultKv<K> {
             FaultPlan::FailOnce(k) => op == k,
             FaultPlan::CrashAt(k) => {
                 if op >= k {
+                    let mut restarted = self.crash.subscribe();
                     self.crash.send_replace(true);
-                    std::future::pending::<()>().await;
+                    let _ = restarted.wait_for(|crashed| !*crashed).await;
+                    return Err(KvError::Backend(format!(
+                        "operation {op} ({what}) was cut off by the simulated crash and never reached the store"
+                    )));
                 }
                 false
             }

@@ -7,6 +7,7 @@
 //! passed through this trait never contain it.
 
 mod fault;
+pub(crate) mod inflight;
 mod memory;
 mod redb;
 mod url;
@@ -147,6 +148,15 @@ pub trait KvStore: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// Identifies the store behind this value, so that writes left in
+    /// flight by a dropped call are waited for by every Host over the same
+    /// store (see `inflight`). The default, the value's address, is right
+    /// for every backend; wrappers that only share another store forward it.
+    #[doc(hidden)]
+    fn store_address(&self) -> usize {
+        (self as *const Self).cast::<()>() as usize
+    }
+
     /// The value of `key`, or `None`.
     async fn get(&self, actor: &ActorId, key: &[u8]) -> Result<Option<Bytes>, KvError>;
 
@@ -181,6 +191,9 @@ impl<K: KvStore + ?Sized> KvStore for std::sync::Arc<K> {
     }
     fn answers_immediately(&self) -> bool {
         (**self).answers_immediately()
+    }
+    fn store_address(&self) -> usize {
+        (**self).store_address()
     }
     async fn get(&self, actor: &ActorId, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         (**self).get(actor, key).await

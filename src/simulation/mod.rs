@@ -13,9 +13,15 @@
 //!   one in flight, whose acknowledgement the crash may have cut off after
 //!   its commit point.
 //! - [`fault_at`] fails KV operation `k` once. The failing call must report
-//!   an I/O error naming the storage failure; afterwards the actor (or a
-//!   fresh wake, if it was poisoned) must hold exactly the committed data,
-//!   and the workload carries on to the end.
+//!   an I/O error naming the storage failure, and a plain error only for a
+//!   transaction that did not commit ([`Error::OutcomeUnknown`] where it
+//!   may have); afterwards the actor (or a fresh wake, if it was poisoned)
+//!   must hold exactly the committed data, and the workload carries on to
+//!   the end.
+//! - [`cancel_at`] drops the future of the step being polled for the `k`th
+//!   time, as a `tokio::time::timeout` or a `select!` would, and carries on:
+//!   the next call must work and find the step wholly applied or not at
+//!   all, and the database at the end must equal the oracle's.
 //!
 //! Everything is seeded: the same workload and `k` always take the same path.
 //!
@@ -23,12 +29,16 @@
 
 pub mod vfs_model;
 
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::kv::{FaultKv, FaultPlan, KvLimits, MemoryKv};
+use crate::kv::{FaultKv, FaultPlan, KvLimits, KvStore, MemoryKv, RedbKv};
 use crate::{Actor, Error, Host, HostConfig, Value};
 
 /// The actor every simulation runs.
@@ -342,8 +352,8 @@ async fn apply(host: &Host, actor: &mut Option<Actor>, step: &Step) -> Result<()
     }
 }
 
-fn host_over(kv: &Arc<FaultKv<MemoryKv>>) -> Host {
-    Host::with_config(kv.clone(), HostConfig { seed: Some(7), ..HostConfig::default() }).expect("host")
+fn host_over(kv: Arc<dyn KvStore>) -> Host {
+    Host::with_config(kv, HostConfig { seed: Some(7), ..HostConfig::default() }).expect("host")
 }
 
 /// Counts the KV operations a fault-free run of `workload` makes.
@@ -353,7 +363,7 @@ fn host_over(kv: &Arc<FaultKv<MemoryKv>>) -> Host {
 /// A description of any step that fails without faults.
 pub async fn count_ops(workload: &Workload, limits: KvLimits) -> Result<u64, String> {
     let kv = Arc::new(FaultKv::new(MemoryKv::with_limits(limits)));
-    let host = host_over(&kv);
+    let host = host_over(kv.clone());
     let mut actor = None;
     for (i, step) in workload.steps.iter().enumerate() {
         apply(&host, &mut actor, step).await.map_err(|e| format!("step {i} ({step:?}) failed without faults: {e}"))?;
@@ -410,7 +420,7 @@ pub struct CrashOutcome {
 /// A description of the first broken promise.
 pub async fn crash_at(workload: &Workload, limits: KvLimits, k: u64) -> Result<CrashOutcome, String> {
     let kv = Arc::new(FaultKv::new(MemoryKv::with_limits(limits)));
-    let host = host_over(&kv);
+    let host = host_over(kv.clone());
     let mut oracle = Oracle::new();
     let mut actor = None;
     let mut inflight = None;
@@ -448,8 +458,12 @@ pub struct FaultOutcome {
     /// Steps that returned an error.
     pub failed_steps: usize,
     /// Failed steps whose transaction turned out committed anyway (the
-    /// fault struck after the commit point).
+    /// fault struck after the commit point); each reported
+    /// [`Error::OutcomeUnknown`].
     pub failed_but_committed: usize,
+    /// Failed steps that reported [`Error::OutcomeUnknown`], committed or
+    /// not.
+    pub outcome_unknown: usize,
     /// Times the actor had to be woken again.
     pub rewakes: usize,
 }
@@ -462,7 +476,7 @@ pub struct FaultOutcome {
 /// A description of the first broken promise.
 pub async fn fault_at(workload: &Workload, limits: KvLimits, k: u64) -> Result<FaultOutcome, String> {
     let kv = Arc::new(FaultKv::new(MemoryKv::with_limits(limits)));
-    let host = host_over(&kv);
+    let host = host_over(kv.clone());
     let mut oracle = Oracle::new();
     let mut actor: Option<Actor> = None;
     let mut outcome = FaultOutcome::default();
@@ -484,6 +498,8 @@ pub async fn fault_at(workload: &Workload, limits: KvLimits, k: u64) -> Result<F
                 if !(e.is_io_error() && e.to_string().contains("injected fault")) {
                     return Err(format!("{when}: expected an I/O error naming the injected fault, got: {e}"));
                 }
+                let unknown = matches!(e, Error::OutcomeUnknown { .. });
+                outcome.outcome_unknown += usize::from(unknown);
                 // The actor keeps working, or is poisoned and wakes clean.
                 let usable = match actor.as_mut() {
                     Some(a) => a.is_autocommit().await.is_ok(),
@@ -498,6 +514,9 @@ pub async fn fault_at(workload: &Workload, limits: KvLimits, k: u64) -> Result<F
                 }
                 let a = actor.as_mut().expect("awake");
                 if check_recovered(a, &mut oracle, Some(step), &when).await? {
+                    if !unknown {
+                        return Err(format!("{when}: the step committed, yet its error does not say the outcome is unknown: {e}"));
+                    }
                     outcome.failed_but_committed += 1;
                     oracle.apply(step)?;
                 }
@@ -514,6 +533,125 @@ pub async fn fault_at(workload: &Workload, limits: KvLimits, k: u64) -> Result<F
     a.sleep().await.map_err(|e| format!("fault at op {k}: sleep at the end failed: {e}"))?;
     let mut a = host.wake(ACTOR).await.map_err(|e| e.to_string())?;
     check_recovered(&mut a, &mut oracle, None, &format!("fault at op {k}, after the workload and a sleep/wake")).await?;
+    a.sleep().await.map_err(|e| e.to_string())?;
+    Ok(outcome)
+}
+
+/// Where a cancellation run keeps the actor's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelStore {
+    /// [`MemoryKv`] with these limits behind a [`FaultKv`] whose every
+    /// operation yields once, so that calls run on fibers and wait at each
+    /// KV call. On a current-thread runtime the same `k` always cancels at
+    /// the same point.
+    Memory(KvLimits),
+    /// A fresh redb file: a real writer thread, so the poll at which a
+    /// given KV call is in flight varies from run to run.
+    Redb,
+}
+
+impl CancelStore {
+    fn open(self) -> Result<(Arc<dyn KvStore>, Option<tempfile::TempDir>), String> {
+        match self {
+            CancelStore::Memory(limits) => {
+                let kv = FaultKv::new(MemoryKv::with_limits(limits));
+                kv.set_delay(Some(Duration::ZERO));
+                Ok((Arc::new(kv), None))
+            }
+            CancelStore::Redb => {
+                let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+                let kv = RedbKv::open(dir.path().join("kv.redb")).map_err(|e| e.to_string())?;
+                Ok((Arc::new(kv), Some(dir)))
+            }
+        }
+    }
+}
+
+/// Polls `future` to its end, unless the shared count of polls reaches
+/// `cancel_at` first: then it is dropped there, not polled again, and the
+/// answer is `None`.
+async fn unless_cancelled<F: Future>(future: F, polls: &AtomicU64, cancel_at: u64) -> Option<F::Output> {
+    let mut future = pin!(future);
+    std::future::poll_fn(|cx| {
+        if polls.fetch_add(1, Ordering::Relaxed) == cancel_at {
+            return Poll::Ready(None);
+        }
+        future.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
+/// What a cancellation run saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelOutcome {
+    /// The step whose future was dropped, if the run got that far.
+    pub step: Option<usize>,
+    /// Whether that step turned out applied.
+    pub landed: bool,
+}
+
+/// Polls a run of `workload` makes with nothing cancelled: every `k` below
+/// it cancels some step in [`cancel_at`].
+///
+/// # Errors
+///
+/// A description of any step that fails.
+pub async fn count_polls(workload: &Workload, store: CancelStore) -> Result<u64, String> {
+    let polls = AtomicU64::new(0);
+    let outcome = run_cancelling(workload, store, &polls, u64::MAX).await?;
+    debug_assert!(outcome.step.is_none());
+    Ok(polls.load(Ordering::Relaxed))
+}
+
+/// Runs `workload`, dropping the future of whichever step is being polled
+/// for the `k`th time (from 0), and carries on with the rest. Right after
+/// the cancellation the actor must answer, with the step wholly applied or
+/// not at all (and `integrity_check` ok); at the end, after a sleep and a
+/// fresh wake, the database must equal the oracle's.
+///
+/// # Errors
+///
+/// A description of the first broken promise.
+pub async fn cancel_at(workload: &Workload, store: CancelStore, k: u64) -> Result<CancelOutcome, String> {
+    run_cancelling(workload, store, &AtomicU64::new(0), k).await
+}
+
+async fn run_cancelling(workload: &Workload, store: CancelStore, polls: &AtomicU64, k: u64) -> Result<CancelOutcome, String> {
+    let (kv, _dir) = store.open()?;
+    let host = host_over(kv);
+    let mut oracle = Oracle::new();
+    let mut actor: Option<Actor> = None;
+    let mut outcome = CancelOutcome { step: None, landed: false };
+    for (i, step) in workload.steps.iter().enumerate() {
+        let when = format!("cancel at poll {k}, step {i}");
+        match unless_cancelled(apply(&host, &mut actor, step), polls, k).await {
+            Some(Ok(())) => oracle.apply(step)?,
+            Some(Err(e)) => match oracle.error_of(step)? {
+                // A cancelled step that did not land (a CREATE TABLE, say)
+                // can make a later one fail; the oracle must fail it too.
+                Some(expected) if e.to_string().contains(&expected) => {}
+                _ => return Err(format!("{when}: the step failed where the oracle did not fail it that way: {e}")),
+            },
+            None => {
+                // A cancelled wake or sleep leaves no actor; waking must work.
+                if actor.is_none() {
+                    actor = Some(host.wake(ACTOR).await.map_err(|e| format!("{when}: wake after the cancellation failed: {e}"))?);
+                }
+                let a = actor.as_mut().expect("awake");
+                outcome = CancelOutcome { step: Some(i), landed: check_recovered(a, &mut oracle, Some(step), &when).await? };
+                if outcome.landed {
+                    oracle.apply(step)?;
+                }
+            }
+        }
+    }
+    let a = match actor.take() {
+        Some(a) => a,
+        None => host.wake(ACTOR).await.map_err(|e| e.to_string())?,
+    };
+    a.sleep().await.map_err(|e| format!("cancel at poll {k}: sleep at the end failed: {e}"))?;
+    let mut a = host.wake(ACTOR).await.map_err(|e| e.to_string())?;
+    check_recovered(&mut a, &mut oracle, None, &format!("cancel at poll {k}, after the workload and a sleep/wake")).await?;
     a.sleep().await.map_err(|e| e.to_string())?;
     Ok(outcome)
 }

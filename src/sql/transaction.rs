@@ -10,12 +10,25 @@ use crate::sql::row::{Row, Rows};
 /// An open transaction on an actor.
 pub struct Transaction<'a> {
     actor: &'a mut Actor,
+    /// The actor's instance generation at BEGIN: a rebuilt instance (after a
+    /// cancelled call or a failed KV write) no longer has this transaction.
+    generation: u64,
     finished: bool,
 }
 
 impl<'a> Transaction<'a> {
     pub(crate) fn new(actor: &'a mut Actor) -> Self {
-        Transaction { actor, finished: false }
+        let generation = actor.generation();
+        Transaction { actor, generation, finished: false }
+    }
+
+    /// The actor, while the transaction still exists in its instance.
+    fn live(&mut self) -> Result<&mut Actor, Error> {
+        if self.actor.generation() == self.generation {
+            Ok(&mut *self.actor)
+        } else {
+            Err(self.actor.aborted_transaction())
+        }
     }
 
     /// As [`Actor::execute`].
@@ -24,7 +37,7 @@ impl<'a> Transaction<'a> {
     ///
     /// As [`Actor::execute`]; the transaction stays open.
     pub async fn execute(&mut self, sql: &str, params: impl Into<Params>) -> Result<u64, Error> {
-        self.actor.execute(sql, params).await
+        self.live()?.execute(sql, params).await
     }
 
     /// [`Actor::execute_many`] inside this transaction: the sets before a
@@ -34,7 +47,7 @@ impl<'a> Transaction<'a> {
     ///
     /// As [`Actor::execute_many`].
     pub async fn execute_many<P: Into<Params>>(&mut self, sql: &str, sets: impl IntoIterator<Item = P>) -> Result<u64, Error> {
-        self.actor.many(sql, sets.into_iter().map(Into::into)).await
+        self.live()?.many(sql, sets.into_iter().map(Into::into)).await
     }
 
     /// As [`Actor::execute_batch`].
@@ -43,7 +56,7 @@ impl<'a> Transaction<'a> {
     ///
     /// As [`Actor::execute_batch`]; the transaction stays open.
     pub async fn execute_batch(&mut self, sql: &str) -> Result<(), Error> {
-        self.actor.execute_batch(sql).await
+        self.live()?.execute_batch(sql).await
     }
 
     /// As [`Actor::query`].
@@ -52,7 +65,7 @@ impl<'a> Transaction<'a> {
     ///
     /// As [`Actor::query`].
     pub async fn query(&mut self, sql: &str, params: impl Into<Params>) -> Result<Rows, Error> {
-        self.actor.query(sql, params).await
+        self.live()?.query(sql, params).await
     }
 
     /// As [`Actor::query_row`].
@@ -61,7 +74,7 @@ impl<'a> Transaction<'a> {
     ///
     /// As [`Actor::query_row`].
     pub async fn query_row(&mut self, sql: &str, params: impl Into<Params>) -> Result<Row, Error> {
-        self.actor.query_row(sql, params).await
+        self.live()?.query_row(sql, params).await
     }
 
     /// Commits. On error the transaction is rolled back.
@@ -72,11 +85,7 @@ impl<'a> Transaction<'a> {
     /// key violation).
     pub async fn commit(mut self) -> Result<(), Error> {
         self.finished = true;
-        let result = self.actor.execute_batch("COMMIT").await;
-        if result.is_err() {
-            self.actor.rollback_if_open().await;
-        }
-        result
+        self.live()?.commit().await
     }
 
     /// Rolls back.
@@ -86,13 +95,17 @@ impl<'a> Transaction<'a> {
     /// SQLite's error from `ROLLBACK`.
     pub async fn rollback(mut self) -> Result<(), Error> {
         self.finished = true;
-        self.actor.execute_batch("ROLLBACK").await
+        match self.live() {
+            Ok(actor) => actor.execute_batch("ROLLBACK").await,
+            // Gone with the old instance, which is what a rollback asks.
+            Err(_) => Ok(()),
+        }
     }
 }
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && self.actor.generation() == self.generation {
             self.actor.schedule_rollback();
         }
     }

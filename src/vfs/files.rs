@@ -28,7 +28,7 @@ use super::layout::{
     CHUNK_SIZE, ChunkIndex, FileTag, chunk_key, chunk_range_end, decode_meta, encode_meta, meta_key,
 };
 use crate::actor_id::ActorId;
-use crate::kv::{KvEntry, KvError, KvLimits, KvStore};
+use crate::kv::{KvEntry, KvError, KvLimits, KvStore, inflight};
 
 /// The name the guest opens its database under (vfs/sql_api.c). The journal
 /// and WAL are this name plus "-journal" and "-wal".
@@ -43,6 +43,10 @@ const READAHEAD_MAX: u32 = 32;
 
 /// Most prefetched chunks one file keeps waiting to be read.
 const PREFETCH_CAPACITY: usize = 64;
+
+/// Bytes of a rollback journal's header that say whether it is hot: its
+/// magic number, zeroed at the commit point (SQLite's zeroJournalHdr).
+const JOURNAL_MAGIC_LEN: usize = 8;
 
 /// An SQLite result code, as returned to the guest.
 pub type Rc = i32;
@@ -114,6 +118,9 @@ pub struct ActorFiles {
     kv: Arc<dyn KvStore>,
     actor: ActorId,
     limits: KvLimits,
+    /// The backend answers at once (`KvStore::answers_immediately`): its
+    /// writes cannot outlive their caller, so they need no task of their own.
+    immediate: bool,
     files: [FileState; 4],
     /// False until the meta keys are read, once per wake.
     loaded: bool,
@@ -122,20 +129,75 @@ pub struct ActorFiles {
     last_error: Option<String>,
     /// A KV write failed: the buffers may hold what the KV does not.
     write_failed: bool,
+    /// Whether the journal in the KV may hold a live header, so that the
+    /// next open would roll the database back with it. Unknown counts as
+    /// cold: that only ever makes `may_have_committed` say yes.
+    journal_hot: bool,
+    /// Since `begin_call`, a write landed that may have ended a transaction:
+    /// a batch-atomic commit, the journal going cold, or database pages
+    /// written while no hot journal guarded them.
+    may_have_committed: bool,
 }
 
 impl ActorFiles {
     pub fn new(kv: Arc<dyn KvStore>, actor: ActorId) -> ActorFiles {
         let limits = kv.limits();
+        let immediate = kv.answers_immediately();
         ActorFiles {
             kv,
             actor,
             limits,
+            immediate,
             files: Default::default(),
             loaded: false,
             atomic: None,
             last_error: None,
             write_failed: false,
+            journal_hot: false,
+            may_have_committed: false,
+        }
+    }
+
+    /// Starts an API call: forgets the last call's error and commit marks.
+    pub fn begin_call(&mut self) {
+        self.last_error = None;
+        self.may_have_committed = false;
+    }
+
+    /// Whether a write that may have committed a transaction landed since
+    /// `begin_call`. When such a call fails, whether its transaction
+    /// committed can only be told from the KV.
+    pub fn may_have_committed(&self) -> bool {
+        self.may_have_committed
+    }
+
+    /// Runs a KV write built by `write` so that it ends (lands or fails)
+    /// even if the call waiting for it is dropped (see `kv::inflight`).
+    async fn write_kv<Fut>(&self, write: impl FnOnce(Arc<dyn KvStore>, ActorId) -> Fut) -> Result<(), KvError>
+    where
+        Fut: Future<Output = Result<(), KvError>> + Send + 'static,
+    {
+        let future = write(self.kv.clone(), self.actor.clone());
+        if self.immediate { future.await } else { inflight::run_to_completion(&self.kv, &self.actor, future).await }
+    }
+
+    /// Records that writes to `tag` landed in the KV; `header` is what chunk
+    /// 0 now holds there, when they changed it.
+    fn note_landed(&mut self, tag: FileTag, header: Option<bool>) {
+        match tag {
+            FileTag::Journal => {
+                let was_hot = self.journal_hot;
+                if let Some(hot) = header {
+                    self.journal_hot = hot;
+                }
+                if self.files[tag.index()].size < JOURNAL_MAGIC_LEN as u64 {
+                    self.journal_hot = false;
+                }
+                self.may_have_committed |= was_hot && !self.journal_hot;
+            }
+            FileTag::Main => self.may_have_committed |= !self.journal_hot,
+            FileTag::Wal => self.may_have_committed = true,
+            FileTag::Shm => {}
         }
     }
 
@@ -270,15 +332,17 @@ impl ActorFiles {
         file.meta_dirty = false;
         file.kv_valid = 0;
         if was_durable {
-            let start = chunk_key(tag, ChunkIndex(0));
-            let result = match self.kv.delete_range(&self.actor, &start, &chunk_range_end(tag)).await {
-                Ok(()) => self.kv.batch_delete(&self.actor, &[meta_key(tag)]).await,
-                Err(e) => Err(e),
-            };
+            let result = self
+                .write_kv(|kv, actor| async move {
+                    kv.delete_range(&actor, &chunk_key(tag, ChunkIndex(0)), &chunk_range_end(tag)).await?;
+                    kv.batch_delete(&actor, &[meta_key(tag)]).await
+                })
+                .await;
             if let Err(e) = result {
                 return self.fail_write(ffi::SQLITE_IOERR_DELETE, format!("deleting {tag:?} file: {e}"));
             }
             self.files[tag.index()].durable = None;
+            self.note_landed(tag, Some(false));
         }
         if existed { ffi::SQLITE_OK } else { ffi::SQLITE_IOERR_DELETE_NOENT }
     }
@@ -599,17 +663,24 @@ impl ActorFiles {
         }
         if self.files[tag.index()].has_stale_tail() {
             let from = chunk_key(tag, ChunkIndex(ChunkIndex::count_for(self.files[tag.index()].kv_valid) as u32));
-            if let Err(e) = self.kv.delete_range(&self.actor, &from, &chunk_range_end(tag)).await {
+            let end = chunk_range_end(tag);
+            if let Err(e) = self.write_kv(|kv, actor| async move { kv.delete_range(&actor, &from, &end).await }).await {
                 return self.fail_write(ffi::SQLITE_IOERR_FSYNC, format!("deleting truncated {tag:?} chunks: {e}"));
             }
         }
         let (chunks, meta) = self.pending_entries(tag);
+        // Chunk 0 sorts first among the chunks, so it goes out in the first
+        // batch, together with the meta.
+        let header = self.files[tag.index()].dirty.get(&0).map(|chunk| chunk[..JOURNAL_MAGIC_LEN].iter().any(|b| *b != 0));
         let mut entries = Vec::with_capacity(chunks.len() + 1);
         entries.extend(meta);
         entries.extend(chunks);
-        for batch in self.split_into_batches(entries) {
-            if let Err(e) = self.kv.batch_put(&self.actor, &batch).await {
+        for (n, batch) in self.split_into_batches(entries).into_iter().enumerate() {
+            if let Err(e) = self.write_kv(|kv, actor| async move { kv.batch_put(&actor, &batch).await }).await {
                 return self.fail_write(ffi::SQLITE_IOERR_FSYNC, format!("writing {tag:?} file: {e}"));
+            }
+            if n == 0 {
+                self.note_landed(tag, header);
             }
         }
         let file = &mut self.files[tag.index()];
@@ -679,10 +750,11 @@ impl ActorFiles {
                 format!("a commit of {pages} pages does not fit one KV batch ({e}); falling back to the journal"),
             );
         }
-        if let Err(e) = self.kv.batch_put(&self.actor, &batch).await {
+        if let Err(e) = self.write_kv(|kv, actor| async move { kv.batch_put(&actor, &batch).await }).await {
             self.rollback_atomic();
             return self.fail_write(ffi::SQLITE_IOERR_WRITE, format!("committing {pages} pages: {e}"));
         }
+        self.may_have_committed = true;
         self.atomic = None;
         let file = &mut self.files[tag.index()];
         file.dirty.clear();
