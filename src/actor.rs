@@ -31,6 +31,37 @@ use crate::vfs::layout::FileTag;
 const MANY_CHUNK_BYTES: usize = 64 << 10;
 
 /// An awake actor.
+///
+/// # Cancel safety
+///
+/// Every async method may be dropped at any await point, as
+/// `tokio::time::timeout`, `select!` or a dropped request handler do.
+/// Dropping one never loses a write that an earlier call acknowledged and
+/// never corrupts the stored database; the dropped call has taken effect
+/// wholly or not at all (wholly only if it had passed its commit point).
+///
+/// - Its guest call may have been unwound mid-statement, so the next call
+///   on this actor first rebuilds the instance from the KV, after waiting
+///   for any KV write the dropped call had issued: such writes run to their
+///   end on their own, since a backend may apply them after their caller
+///   has gone (RedbKv's writer thread does). The rebuild costs a wake and
+///   the warm page cache.
+/// - A transaction that was open dies with the old instance, rolled back.
+///   The next call through its [`Transaction`] guard returns
+///   [`Error::TransactionAborted`]; for a transaction begun with plain SQL
+///   (`BEGIN`), the next call does, once, so that later statements do not
+///   autocommit one by one unawares. A guard dropped in the meantime has
+///   given the transaction up, and nothing is reported.
+/// - A dropped [`Transaction::commit`] cannot say whether it committed; the
+///   rebuilt instance reads what the KV holds, which is the answer.
+/// - If the rebuild itself fails (a KV error, a full pool), that call
+///   returns the error and the next call tries again.
+///
+/// With a backend that answers at once ([`crate::KvStore::answers_immediately`],
+/// as [`crate::MemoryKv`]), guest calls are direct and every future ends at
+/// its first poll: dropping it cannot stop a call once started, so a
+/// timeout cannot bound a long statement there. A per-call deadline, not
+/// cancellation, is the tool for that.
 pub struct Actor {
     id: ActorId,
     host: Arc<HostInner>,
@@ -114,7 +145,16 @@ impl Actor {
     ///
     /// [`Error::Sqlite`] with SQLite's extended code and message,
     /// [`Error::MultipleStatements`], parameter errors, or
-    /// [`Error::Poisoned`].
+    /// [`Error::Poisoned`]. [`Error::OutcomeUnknown`] when a KV write failed
+    /// after one that may have committed the statement's transaction, and
+    /// [`Error::TransactionAborted`] when an earlier call, cancelled
+    /// part-way, took the open transaction with it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the statement has taken effect wholly (if it
+    /// had passed its commit point) or not at all; see [`Actor`], "Cancel
+    /// safety", for what the next call does.
     pub async fn execute(&mut self, sql: &str, params: impl Into<Params>) -> Result<u64, Error> {
         let params = params.into();
         self.call(async |actor| actor.run_cached(sql, &params, None).await.map(|o| o.changes)).await
@@ -134,6 +174,12 @@ impl Actor {
     ///
     /// [`Error::ParameterSet`] with the position of the first set that
     /// failed and its error, or as [`Actor::execute`] for the statement.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns: outside a transaction, all of the sets or
+    /// none of them took effect; inside one, the transaction is rolled back (see
+    /// [`Actor`], "Cancel safety").
     pub async fn execute_many<P: Into<Params>>(&mut self, sql: &str, sets: impl IntoIterator<Item = P>) -> Result<u64, Error> {
         let sets = sets.into_iter().map(Into::into);
         if !self.is_autocommit().await? {
@@ -157,6 +203,11 @@ impl Actor {
     /// # Errors
     ///
     /// As [`Actor::execute`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it is safe; a write the statement made took effect wholly or not
+    /// at all (see [`Actor`], "Cancel safety").
     pub async fn query(&mut self, sql: &str, params: impl Into<Params>) -> Result<Rows, Error> {
         let params = params.into();
         self.call(async |actor| {
@@ -172,6 +223,10 @@ impl Actor {
     /// # Errors
     ///
     /// [`Error::NoRows`] when there is none, or as [`Actor::execute`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Actor::query`].
     pub async fn query_row(&mut self, sql: &str, params: impl Into<Params>) -> Result<Row, Error> {
         self.query(sql, params).await?.into_iter().next().ok_or(Error::NoRows)
     }
@@ -183,6 +238,12 @@ impl Actor {
     /// # Errors
     ///
     /// As [`Actor::execute`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the statements before the one that was running
+    /// keep their effect, as after an error; that one took effect wholly or not
+    /// at all (see [`Actor`], "Cancel safety").
     pub async fn execute_batch(&mut self, sql: &str) -> Result<(), Error> {
         self.call(async |actor| actor.run_batch(sql).await).await
     }
@@ -192,6 +253,10 @@ impl Actor {
     /// # Errors
     ///
     /// As [`Actor::execute`] (for instance, a transaction is already open).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, no transaction is left open.
     pub async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
         self.execute_batch("BEGIN").await?;
         Ok(Transaction::new(self))
@@ -202,6 +267,10 @@ impl Actor {
     /// # Errors
     ///
     /// [`Error::Poisoned`] or a guest failure.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it is safe (see [`Actor`], "Cancel safety").
     pub async fn last_insert_rowid(&mut self) -> Result<i64, Error> {
         self.call(async |actor| Ok(actor.last_rowid)).await
     }
@@ -211,6 +280,10 @@ impl Actor {
     /// # Errors
     ///
     /// [`Error::Poisoned`] or a guest failure.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it is safe (see [`Actor`], "Cancel safety").
     pub async fn is_autocommit(&mut self) -> Result<bool, Error> {
         self.call(async |actor| actor.api.autocommit(&mut actor.store, actor.db).await).await
     }
@@ -226,6 +299,12 @@ impl Actor {
     /// # Errors
     ///
     /// The error from closing, if any; the instance is dropped regardless.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops the instance wherever it was: nothing acknowledged is
+    /// lost, and a write already issued finishes on its own, with the next wake
+    /// waiting for it.
     pub async fn sleep(mut self) -> Result<(), Error> {
         // A poisoned instance, or one whose last call was cut off, has
         // nothing worth closing: the KV already holds what it acknowledged.
@@ -243,6 +322,11 @@ impl Actor {
     ///
     /// The KV's error from deleting; a failure to close first is ignored,
     /// since the data is going away.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before the delete is issued, nothing is deleted; after, the
+    /// delete finishes on its own and the next wake waits for it.
     pub async fn destroy(mut self) -> Result<(), Error> {
         if self.poisoned.is_none() && !self.in_call {
             let _ = self.close().await;

@@ -28,7 +28,7 @@ use crate::state::ActorState;
 /// The guest module, checked against wasm/wasqlite.wasm.sha256 by build.rs.
 pub(crate) const MODULE: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/wasm/wasqlite.wasm"));
 
-/// SHA-256 of [`MODULE`], hex.
+/// SHA-256 of the embedded guest module (wasm/wasqlite.wasm), hex.
 pub const MODULE_SHA256: &str = env!("WASQLITE_MODULE_SHA256");
 
 /// Where compiled guest code is cached.

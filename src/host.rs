@@ -192,6 +192,13 @@ impl Host {
     /// [`Error::InvalidActorId`], [`Error::AlreadyAwake`], a KV or SQLite
     /// error while opening, or [`Error::Migration`]. A failed wake releases
     /// its instance before returning.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it releases everything it built (the Store, its pool slot, the
+    /// awake mark). Writes it had issued (a migration's commit, the rollback of
+    /// a hot journal) finish on their own, and the next wake waits for them; a
+    /// migration step lands whole or not at all.
     pub async fn wake(&self, id: &str) -> Result<Actor, Error> {
         let id = ActorId::new(id)?;
         if !self.inner.awake().insert(id.clone()) {
@@ -215,6 +222,11 @@ impl Host {
     ///
     /// [`Error::AlreadyAwake`] when it is awake here (use
     /// [`Actor::destroy`]), or the KV's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before the delete is issued, nothing is deleted; after, the
+    /// delete finishes on its own and the next wake waits for it.
     pub async fn destroy(&self, id: &str) -> Result<(), Error> {
         let id = ActorId::new(id)?;
         if !self.inner.awake().insert(id.clone()) {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use wasqlite::KvLimits;
 use wasqlite::simulation::vfs_model;
-use wasqlite::simulation::{Workload, crash_at, fault_at};
+use wasqlite::simulation::run_fuzz_input;
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions").join(target);
@@ -31,14 +31,6 @@ async fn vfs_ops_regressions() {
 #[tokio::test]
 async fn sql_faults_regressions() {
     for (name, data) in inputs("sql_faults") {
-        let [mode, k0, k1, rest @ ..] = &data[..] else { continue };
-        let k = u64::from(u16::from_le_bytes([*k0, *k1]));
-        let workload = Workload::from_bytes(rest, 24);
-        let result = if mode & 1 == 0 {
-            crash_at(&workload, KvLimits::RIVET, k).await.map(drop)
-        } else {
-            fault_at(&workload, KvLimits::RIVET, k).await.map(drop)
-        };
-        result.unwrap_or_else(|e| panic!("{name}: {e}"));
+        run_fuzz_input(&data).await.unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }

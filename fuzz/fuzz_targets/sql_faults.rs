@@ -1,31 +1,23 @@
-//! An arbitrary SQL workload with an arbitrary crash or fault point: the
-//! actor is killed at (or fails) KV operation k, and must recover to exactly
-//! the committed state. Checked by `wasqlite::simulation::{crash_at, fault_at}`.
+//! An arbitrary SQL workload with an arbitrary crash, fault or cancellation
+//! point: the actor is killed at (or fails) KV operation k, or the API
+//! future being polled for the kth time is dropped, and the actor must end
+//! up with exactly the committed state. Decoded and checked by
+//! `wasqlite::simulation::run_fuzz_input`.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use wasqlite::KvLimits;
-use wasqlite::simulation::{Workload, crash_at, fault_at};
+use wasqlite::simulation::run_fuzz_input;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    // Current-thread: the same input cancels at the same point every time.
     RT.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime"))
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [mode, k0, k1, rest @ ..] = data else { return };
-    let k = u64::from(u16::from_le_bytes([*k0, *k1]));
-    let workload = Workload::from_bytes(rest, 24);
-    let result = runtime().block_on(async {
-        if mode & 1 == 0 {
-            crash_at(&workload, KvLimits::RIVET, k).await.map(drop)
-        } else {
-            fault_at(&workload, KvLimits::RIVET, k).await.map(drop)
-        }
-    });
-    if let Err(e) = result {
+    if let Err(e) = runtime().block_on(run_fuzz_input(data)) {
         panic!("{e}");
     }
 });

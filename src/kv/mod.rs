@@ -129,6 +129,12 @@ impl KvError {
 ///   order issued. Calls for different actors may run concurrently.
 /// - A call that breaks [`KvStore::limits`] fails with
 ///   [`KvError::LimitExceeded`] and changes nothing.
+/// - A write may still take effect after its future is dropped (a batch
+///   already queued or sent). The host never abandons its own writes on a
+///   backend that may make it wait: each runs as a task to its end, and a
+///   wake or rebuild of the actor waits until none is left in flight. A
+///   backend that claims [`KvStore::answers_immediately`] must finish every
+///   write within its first poll.
 #[async_trait]
 pub trait KvStore: Send + Sync + fmt::Debug + 'static {
     /// The largest calls this backend accepts.

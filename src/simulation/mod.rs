@@ -655,3 +655,26 @@ async fn run_cancelling(workload: &Workload, store: CancelStore, polls: &AtomicU
     a.sleep().await.map_err(|e| e.to_string())?;
     Ok(outcome)
 }
+
+/// Runs one input of the `sql_faults` fuzz target (and of its regression
+/// test): byte 0 picks the check (bit 1 set: [`cancel_at`] poll `k`;
+/// otherwise bit 0 clear: [`crash_at`] operation `k`, set: [`fault_at`]
+/// operation `k`), bytes 1-2 are `k` (little-endian), and the rest decodes
+/// to a workload of at most 24 steps under Rivet's limits. Run it on a
+/// current-thread runtime for a cancellation point that repeats.
+///
+/// # Errors
+///
+/// The checker's description of the first broken promise.
+pub async fn run_fuzz_input(data: &[u8]) -> Result<(), String> {
+    let [mode, k0, k1, rest @ ..] = data else { return Ok(()) };
+    let k = u64::from(u16::from_le_bytes([*k0, *k1]));
+    let workload = Workload::from_bytes(rest, 24);
+    if mode & 2 != 0 {
+        cancel_at(&workload, CancelStore::Memory(KvLimits::RIVET), k).await.map(drop)
+    } else if mode & 1 == 0 {
+        crash_at(&workload, KvLimits::RIVET, k).await.map(drop)
+    } else {
+        fault_at(&workload, KvLimits::RIVET, k).await.map(drop)
+    }
+}

@@ -36,6 +36,12 @@ impl<'a> Transaction<'a> {
     /// # Errors
     ///
     /// As [`Actor::execute`]; the transaction stays open.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the transaction is rolled back and its next
+    /// call returns [`Error::TransactionAborted`] (see [`Actor`], "Cancel
+    /// safety").
     pub async fn execute(&mut self, sql: &str, params: impl Into<Params>) -> Result<u64, Error> {
         self.live()?.execute(sql, params).await
     }
@@ -46,6 +52,12 @@ impl<'a> Transaction<'a> {
     /// # Errors
     ///
     /// As [`Actor::execute_many`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the transaction is rolled back and its next
+    /// call returns [`Error::TransactionAborted`] (see [`Actor`], "Cancel
+    /// safety").
     pub async fn execute_many<P: Into<Params>>(&mut self, sql: &str, sets: impl IntoIterator<Item = P>) -> Result<u64, Error> {
         self.live()?.many(sql, sets.into_iter().map(Into::into)).await
     }
@@ -55,6 +67,12 @@ impl<'a> Transaction<'a> {
     /// # Errors
     ///
     /// As [`Actor::execute_batch`]; the transaction stays open.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the transaction is rolled back and its next
+    /// call returns [`Error::TransactionAborted`] (see [`Actor`], "Cancel
+    /// safety").
     pub async fn execute_batch(&mut self, sql: &str) -> Result<(), Error> {
         self.live()?.execute_batch(sql).await
     }
@@ -64,6 +82,12 @@ impl<'a> Transaction<'a> {
     /// # Errors
     ///
     /// As [`Actor::query`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the transaction is rolled back and its next
+    /// call returns [`Error::TransactionAborted`] (see [`Actor`], "Cancel
+    /// safety").
     pub async fn query(&mut self, sql: &str, params: impl Into<Params>) -> Result<Rows, Error> {
         self.live()?.query(sql, params).await
     }
@@ -73,6 +97,12 @@ impl<'a> Transaction<'a> {
     /// # Errors
     ///
     /// As [`Actor::query_row`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the transaction is rolled back and its next
+    /// call returns [`Error::TransactionAborted`] (see [`Actor`], "Cancel
+    /// safety").
     pub async fn query_row(&mut self, sql: &str, params: impl Into<Params>) -> Result<Row, Error> {
         self.live()?.query_row(sql, params).await
     }
@@ -82,7 +112,16 @@ impl<'a> Transaction<'a> {
     /// # Errors
     ///
     /// SQLite's error from `COMMIT` (a storage failure, a deferred foreign
-    /// key violation).
+    /// key violation): nothing was committed. [`Error::OutcomeUnknown`]
+    /// when a KV write failed after one that may have been the commit
+    /// point: read back to know. [`Error::TransactionAborted`] when the
+    /// transaction was already gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the transaction committed or it did not, and
+    /// this call cannot tell which: the KV can. The actor rebuilds its instance
+    /// from the KV at its next call, so what it reads then is the answer.
     pub async fn commit(mut self) -> Result<(), Error> {
         self.finished = true;
         self.live()?.commit().await
@@ -93,6 +132,12 @@ impl<'a> Transaction<'a> {
     /// # Errors
     ///
     /// SQLite's error from `ROLLBACK`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the transaction is rolled back all the same:
+    /// the next call rebuilds the instance from the KV, which never saw it
+    /// commit.
     pub async fn rollback(mut self) -> Result<(), Error> {
         self.finished = true;
         match self.live() {
