@@ -151,4 +151,4 @@ fn cancel_at_every_poll_on_redb() {
 
 /// Steps of the cancellation workloads: every one of their polls is a run.
 const CANCEL_STEPS: usize = 60;
-const REDB_CANCEL_STEPS: usize = 60;
+const REDB_CANCEL_STEPS: usize = 40;
