@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use libsqlite3_sys as ffi;
+use crate::codes as sqlite;
 use wasmtime::Store;
 
 use crate::actor_id::ActorId;
@@ -348,9 +348,9 @@ impl Actor {
         }
         let rc = self.api.close(&mut self.store, self.db).await?;
         let flushed = self.store.data_mut().files.flush_all().await;
-        if rc != ffi::SQLITE_OK || flushed != ffi::SQLITE_OK {
+        if rc != sqlite::SQLITE_OK || flushed != sqlite::SQLITE_OK {
             let kv = self.store.data_mut().files.take_last_error();
-            let code = if rc != ffi::SQLITE_OK { rc } else { flushed };
+            let code = if rc != sqlite::SQLITE_OK { rc } else { flushed };
             return Err(Error::Sqlite { code, message: "closing the database failed".into(), kv });
         }
         Ok(())
@@ -492,7 +492,7 @@ impl Actor {
         let mut result = result;
         if self.store.data().files.has_unflushed() {
             let rc = self.store.data_mut().files.flush_all().await;
-            if rc != ffi::SQLITE_OK && result.is_ok() {
+            if rc != sqlite::SQLITE_OK && result.is_ok() {
                 let kv = self.store.data_mut().files.take_last_error();
                 let message = "the statement ran, but its writes did not reach the KV".into();
                 result = Err(Error::Sqlite { code: rc, message, kv });
@@ -530,11 +530,11 @@ impl Actor {
     async fn prepare_single(&mut self, sql: &str) -> Result<Prepared, Error> {
         let ptr = self.api.stage(&mut self.store, sql.as_bytes()).await?;
         let (rc, prepared) = self.api.prepare(&mut self.store, self.db, ptr, sql.len()).await?;
-        if rc != ffi::SQLITE_OK {
+        if rc != sqlite::SQLITE_OK {
             return Err(self.sqlite_error(rc).await);
         }
         if prepared.stmt == 0 {
-            return Err(Error::Sqlite { code: ffi::SQLITE_MISUSE, message: "the SQL text holds no statement".into(), kv: None });
+            return Err(Error::Sqlite { code: sqlite::SQLITE_MISUSE, message: "the SQL text holds no statement".into(), kv: None });
         }
         let rest = sql.get(prepared.tail..).unwrap_or("");
         if !rest.trim_matches(|c: char| c.is_whitespace() || c == ';').is_empty() {
@@ -543,7 +543,7 @@ impl Actor {
             // (one that depends on the first, say) follows.
             let offset = ptr + prepared.tail as i32;
             let (rc, next) = self.api.prepare(&mut self.store, self.db, offset, rest.len()).await?;
-            if rc != ffi::SQLITE_OK || next.stmt != 0 {
+            if rc != sqlite::SQLITE_OK || next.stmt != 0 {
                 if next.stmt != 0 {
                     self.api.finalize(&mut self.store, next.stmt).await?;
                 }
@@ -584,7 +584,7 @@ impl Actor {
 
     async fn column_names(&mut self, stmt: Prepared) -> Result<Arc<[String]>, Error> {
         let (rc, names) = self.api.column_names(&mut self.store, stmt.stmt).await?;
-        if rc != ffi::SQLITE_OK {
+        if rc != sqlite::SQLITE_OK {
             return Err(self.sqlite_error(rc).await);
         }
         Ok(decode_names(names)?.into())
@@ -658,7 +658,7 @@ impl Actor {
                 let ran = self.api.run_many(&mut self.store, stmt.stmt, ptr, encoded.len()).await?;
                 changes += ran.changes.max(0) as u64;
                 self.last_rowid = ran.last_rowid;
-                if ran.rc != ffi::SQLITE_DONE {
+                if ran.rc != sqlite::SQLITE_DONE {
                     let Some(set) = chunk.get(ran.done) else {
                         return Err(Error::Guest { context: "running parameter sets", message: format!("the guest reports failing set {} of {}", ran.done, chunk.len()) });
                     };
@@ -677,7 +677,7 @@ impl Actor {
     /// The error for a run of `stmt` with `params` that failed with `rc`:
     /// a parameter problem, or SQLite's own error.
     async fn run_error(&mut self, stmt: Prepared, params: &Params, rc: i32) -> Error {
-        if rc == BAD_PARAMS || rc == ffi::SQLITE_RANGE {
+        if rc == BAD_PARAMS || rc == sqlite::SQLITE_RANGE {
             self.bind_error(stmt, params, rc).await
         } else {
             self.sqlite_error(rc).await
@@ -688,11 +688,11 @@ impl Actor {
         if rc == BAD_PARAMS {
             return Error::Guest { context: "binding parameters", message: "the guest could not decode them".into() };
         }
-        if rc == ffi::SQLITE_RANGE {
+        if rc == sqlite::SQLITE_RANGE {
             // Find the name the statement lacks by binding each alone.
             for (name, one) in params.each_named() {
                 let Ok(ptr) = self.api.stage(&mut self.store, &one).await else { break };
-                if let Ok(ffi::SQLITE_RANGE) = self.api.bind(&mut self.store, stmt.stmt, ptr, one.len()).await {
+                if let Ok(sqlite::SQLITE_RANGE) = self.api.bind(&mut self.store, stmt.stmt, ptr, one.len()).await {
                     return Error::UnknownParameter { name };
                 }
             }
@@ -706,7 +706,7 @@ impl Actor {
         let mut offset = 0usize;
         while offset < sql.len() {
             let (rc, prepared) = self.api.prepare(&mut self.store, self.db, base + offset as i32, sql.len() - offset).await?;
-            if rc != ffi::SQLITE_OK {
+            if rc != sqlite::SQLITE_OK {
                 return Err(self.sqlite_error(rc).await);
             }
             if prepared.stmt == 0 {

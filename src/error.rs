@@ -173,13 +173,13 @@ impl Error {
     /// Whether this is an SQLite I/O error (SQLITE_IOERR and its extended
     /// codes), which is how storage failures surface.
     pub fn is_io_error(&self) -> bool {
-        self.sqlite_code().is_some_and(|c| c & 0xff == libsqlite3_sys::SQLITE_IOERR)
+        self.sqlite_code().is_some_and(|c| c & 0xff == crate::codes::SQLITE_IOERR)
     }
 }
 
 /// A readable name for an SQLite result code, e.g. `SQLITE_IOERR_WRITE`.
 pub fn code_name(code: i32) -> String {
-    use libsqlite3_sys as f;
+    use crate::codes as f;
     let extended = match code {
         f::SQLITE_IOERR_READ => Some("SQLITE_IOERR_READ"),
         f::SQLITE_IOERR_SHORT_READ => Some("SQLITE_IOERR_SHORT_READ"),

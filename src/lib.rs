@@ -13,12 +13,14 @@
 
 mod actor;
 mod actor_id;
+mod codes;
 mod engine;
 mod error;
 mod guest;
 mod host;
 pub mod kv;
 mod migrations;
+#[cfg(feature = "simulation")]
 pub mod simulation;
 mod sql;
 mod state;
@@ -35,3 +37,8 @@ pub use sql::params::Params;
 pub use sql::row::{Row, Rows};
 pub use sql::transaction::Transaction;
 pub use sql::value::{FromValue, ToValue, Value};
+
+/// README.md's Rust examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

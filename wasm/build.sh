@@ -8,7 +8,7 @@
 #
 # Needs (Debian): clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32,
 # binaryen (wasm-opt, version 108), and cargo (the pre-initializer is
-# src/bin/wasqlite-preinit.rs).
+# wasm/preinit/).
 # The build is byte-reproducible: the output always has the same file name
 # (wasm-ld records it in the name section) and -ffile-prefix-map keeps
 # absolute paths out of the module.
@@ -67,7 +67,7 @@ mkdir -p "$work/raw"
 # Pre-initialize: run wasqlite_preinit (reactor _initialize, then
 # sqlite3_initialize) under wizer and keep the resulting memory image, so
 # that no wake repeats that work.
-(cd "$repo" && cargo run --quiet --locked --features preinit --bin wasqlite-preinit -- \
+(cd "$repo" && cargo run --quiet --locked -p wasqlite-preinit -- \
   "$work/raw/wasqlite.wasm" "$work/preinit.wasm")
 
 # Binaryen's optimizer over the whole pre-initialized module, after clang's:

@@ -243,7 +243,7 @@ impl GuestApi {
         let n = i32::try_from(n).map_err(|_| Error::TooBig { what: "argument", len: n })?;
         let p = invoke(self.mode, &self.malloc, store, n).await.map_err(guest_err("wasqlite_malloc"))?;
         if p == 0 {
-            return Err(Error::Sqlite { code: libsqlite3_sys::SQLITE_NOMEM, message: format!("guest could not allocate {n} bytes"), kv: None });
+            return Err(Error::Sqlite { code: crate::codes::SQLITE_NOMEM, message: format!("guest could not allocate {n} bytes"), kv: None });
         }
         Ok(p)
     }
@@ -368,14 +368,14 @@ impl GuestApi {
         rc: i32,
         on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
     ) -> Result<Step, Error> {
-        if rc != libsqlite3_sys::SQLITE_ROW && rc != libsqlite3_sys::SQLITE_DONE {
+        if rc != crate::codes::SQLITE_ROW && rc != crate::codes::SQLITE_DONE {
             return Ok(Step::Failed(rc));
         }
         let mem = self.memory.data(store);
         let count = usize::try_from(self.step_i32(mem, 8)?).map_err(|_| bad_step_result())?;
         let rows = slice(mem, self.step_i32(mem, 0)?, self.step_i32(mem, 4)?).ok_or_else(bad_step_result)?;
         on_rows(rows, count)?;
-        if rc == libsqlite3_sys::SQLITE_ROW {
+        if rc == crate::codes::SQLITE_ROW {
             return Ok(Step::More);
         }
         Ok(Step::Done { changes: self.step_i64(mem, 16)?, last_rowid: self.step_i64(mem, 24)? })

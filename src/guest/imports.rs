@@ -12,7 +12,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use libsqlite3_sys as ffi;
+use crate::codes as sqlite;
 use rand::RngCore;
 use wasmtime::{Caller, Linker};
 
@@ -36,12 +36,12 @@ fn split<'a>(caller: &'a mut Cx<'_>) -> Option<(&'a mut [u8], &'a mut ActorState
 /// Records a bad pointer from the guest and returns the code for it.
 fn bad_pointer(state: &mut ActorState, method: &str) -> i32 {
     state.files.note_error(format!("the guest passed an out-of-bounds pointer to {method}"));
-    ffi::SQLITE_MISUSE
+    sqlite::SQLITE_MISUSE
 }
 
 /// A guest file name: `len` bytes at `ptr` (null for no name), as UTF-8.
 fn name_at(caller: &mut Cx<'_>, ptr: i32, len: i32, method: &str) -> Result<Option<String>, i32> {
-    let (mem, state) = split(caller).ok_or(ffi::SQLITE_MISUSE)?;
+    let (mem, state) = split(caller).ok_or(sqlite::SQLITE_MISUSE)?;
     if ptr == 0 {
         return Ok(None);
     }
@@ -56,7 +56,7 @@ fn file(caller: &mut Cx<'_>, handle: i32, method: &str) -> Result<FileTag, i32> 
     let state = caller.data_mut();
     state.files.tag_for_handle(handle).ok_or_else(|| {
         state.files.note_error(format!("{method} on file handle {handle}, which is not open"));
-        ffi::SQLITE_MISUSE
+        sqlite::SQLITE_MISUSE
     })
 }
 
@@ -83,7 +83,7 @@ fn not_immediate(cx: &mut Cx<'_>, method: &str) -> i32 {
     cx.data_mut().files.note_error(format!(
         "{method}: the KV store claims to answer at once but did not; it must not override answers_immediately"
     ));
-    ffi::SQLITE_IOERR
+    sqlite::SQLITE_IOERR
 }
 
 /// Registers an import that may wait on the KV: its body is an async block
@@ -108,16 +108,16 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
     kv_import!(linker, mode, "xOpen", |cx, name: i32, name_len: i32, flags: i32, out_flags: i32, out_id: i32| {
         let name = try_rc!(name_at(&mut cx, name, name_len, "xOpen"));
         let handle = try_rc!(cx.data_mut().files.open(name.as_deref(), flags).await);
-        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        let Some((mem, state)) = split(&mut cx) else { return sqlite::SQLITE_MISUSE };
         if (out_flags != 0 && write_i32(mem, out_flags, flags).is_none()) || write_i32(mem, out_id, handle).is_none() {
             return bad_pointer(state, "xOpen");
         }
-        ffi::SQLITE_OK
+        sqlite::SQLITE_OK
     });
 
     kv_import!(linker, mode, "xDelete", |cx, name: i32, name_len: i32, _sync_dir: i32| {
         let Some(name) = try_rc!(name_at(&mut cx, name, name_len, "xDelete")) else {
-            return ffi::SQLITE_IOERR_DELETE_NOENT;
+            return sqlite::SQLITE_IOERR_DELETE_NOENT;
         };
         cx.data_mut().files.delete(&name).await
     });
@@ -125,28 +125,28 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
     kv_import!(linker, mode, "xAccess", |cx, name: i32, name_len: i32, flags: i32, out: i32| {
         let name = try_rc!(name_at(&mut cx, name, name_len, "xAccess")).unwrap_or_default();
         let found = try_rc!(cx.data_mut().files.access(&name, flags).await);
-        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        let Some((mem, state)) = split(&mut cx) else { return sqlite::SQLITE_MISUSE };
         match write_i32(mem, out, i32::from(found)) {
-            Some(()) => ffi::SQLITE_OK,
+            Some(()) => sqlite::SQLITE_OK,
             None => bad_pointer(state, "xAccess"),
         }
     });
 
     // Names are already full: an actor's files live in its own namespace.
     linker.func_wrap(m, "xFullPathname", |mut cx: Cx<'_>, name: i32, name_len: i32, out: i32, out_len: i32| {
-        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        let Some((mem, state)) = split(&mut cx) else { return sqlite::SQLITE_MISUSE };
         let Some(src) = slice(mem, name, name_len).map(<[u8]>::to_vec) else {
             return bad_pointer(state, "xFullPathname");
         };
         if src.len() >= usize::try_from(out_len).unwrap_or(0) {
-            return ffi::SQLITE_CANTOPEN_FULLPATH;
+            return sqlite::SQLITE_CANTOPEN_FULLPATH;
         }
         let Some(dst) = slice_mut(mem, out, name_len + 1) else {
             return bad_pointer(state, "xFullPathname");
         };
         dst[..src.len()].copy_from_slice(&src);
         dst[src.len()] = 0;
-        ffi::SQLITE_OK
+        sqlite::SQLITE_OK
     })?;
 
     linker.func_wrap(m, "xRandomness", |mut cx: Cx<'_>, n: i32, out: i32| {
@@ -182,9 +182,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
 
     linker.func_wrap(m, "xCurrentTimeInt64", |mut cx: Cx<'_>, out: i32| {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        let Some((mem, state)) = split(&mut cx) else { return sqlite::SQLITE_MISUSE };
         match write_i64(mem, out, UNIX_EPOCH_JULIAN_MS + now) {
-            Some(()) => ffi::SQLITE_OK,
+            Some(()) => sqlite::SQLITE_OK,
             None => bad_pointer(state, "xCurrentTimeInt64"),
         }
     })?;
@@ -207,7 +207,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
 
     kv_import!(linker, mode, "xRead", |cx, handle: i32, buf: i32, amt: i32, offset: i64| {
         let tag = try_rc!(file(&mut cx, handle, "xRead"));
-        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        let Some((mem, state)) = split(&mut cx) else { return sqlite::SQLITE_MISUSE };
         if slice(mem, buf, amt).is_none() || offset < 0 {
             return bad_pointer(state, "xRead");
         }
@@ -223,12 +223,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
 
     kv_import!(linker, mode, "xWrite", |cx, handle: i32, buf: i32, amt: i32, offset: i64| {
         let tag = try_rc!(file(&mut cx, handle, "xWrite"));
-        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        let Some((mem, state)) = split(&mut cx) else { return sqlite::SQLITE_MISUSE };
         if slice(mem, buf, amt).is_none() || offset < 0 {
             return bad_pointer(state, "xWrite");
         }
         let rc = state.files.prepare_write(tag, offset as u64, amt as usize).await;
-        if rc != ffi::SQLITE_OK {
+        if rc != sqlite::SQLITE_OK {
             return rc;
         }
         let (mem, state) = split(&mut cx).expect("checked above");
@@ -236,14 +236,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
         if state.files.wants_early_flush(tag) {
             return state.files.flush(tag).await;
         }
-        ffi::SQLITE_OK
+        sqlite::SQLITE_OK
     });
 
     kv_import!(linker, mode, "xTruncate", |cx, handle: i32, size: i64| {
         let tag = try_rc!(file(&mut cx, handle, "xTruncate"));
         match u64::try_from(size) {
             Ok(size) => cx.data_mut().files.truncate(tag, size).await,
-            Err(_) => ffi::SQLITE_IOERR_TRUNCATE,
+            Err(_) => sqlite::SQLITE_IOERR_TRUNCATE,
         }
     });
 
@@ -255,9 +255,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
     kv_import!(linker, mode, "xFileSize", |cx, handle: i32, out: i32| {
         let tag = try_rc!(file(&mut cx, handle, "xFileSize"));
         let size = try_rc!(cx.data_mut().files.file_size(tag).await);
-        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        let Some((mem, state)) = split(&mut cx) else { return sqlite::SQLITE_MISUSE };
         match write_i64(mem, out, size as i64) {
-            Some(()) => ffi::SQLITE_OK,
+            Some(()) => sqlite::SQLITE_OK,
             None => bad_pointer(state, "xFileSize"),
         }
     });
@@ -265,21 +265,21 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
     linker.func_wrap(m, "xLock", |mut cx: Cx<'_>, handle: i32, level: i32| {
         let tag = try_rc!(file(&mut cx, handle, "xLock"));
         cx.data_mut().files.set_lock(tag, level);
-        ffi::SQLITE_OK
+        sqlite::SQLITE_OK
     })?;
 
     linker.func_wrap(m, "xUnlock", |mut cx: Cx<'_>, handle: i32, level: i32| {
         let tag = try_rc!(file(&mut cx, handle, "xUnlock"));
         cx.data_mut().files.set_lock(tag, level);
-        ffi::SQLITE_OK
+        sqlite::SQLITE_OK
     })?;
 
     linker.func_wrap(m, "xCheckReservedLock", |mut cx: Cx<'_>, handle: i32, out: i32| {
         let tag = try_rc!(file(&mut cx, handle, "xCheckReservedLock"));
-        let Some((mem, state)) = split(&mut cx) else { return ffi::SQLITE_MISUSE };
+        let Some((mem, state)) = split(&mut cx) else { return sqlite::SQLITE_MISUSE };
         let reserved = state.files.reserved(tag);
         match write_i32(mem, out, i32::from(reserved)) {
-            Some(()) => ffi::SQLITE_OK,
+            Some(()) => sqlite::SQLITE_OK,
             None => bad_pointer(state, "xCheckReservedLock"),
         }
     })?;

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use libsqlite3_sys as ffi;
+use crate::codes as sqlite;
 
 use crate::actor_id::ActorId;
 use crate::kv::{KvLimits, MemoryKv};
@@ -129,7 +129,7 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
         let is_open = |m: &Model, tag: FileTag| m.open[tag.index()];
         match op.clone() {
             VfsOp::Open(tag) => {
-                let rc = files.open(Some(&name(tag)), ffi::SQLITE_OPEN_CREATE | ffi::SQLITE_OPEN_READWRITE).await;
+                let rc = files.open(Some(&name(tag)), sqlite::SQLITE_OPEN_CREATE | sqlite::SQLITE_OPEN_READWRITE).await;
                 if rc != Ok(tag as i32) {
                     return fail(format!("open returned {rc:?}"));
                 }
@@ -138,7 +138,7 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
             }
             VfsOp::Close(tag) if is_open(&m, tag) && m.atomic.is_none() => {
                 let rc = files.close(tag).await;
-                if rc != ffi::SQLITE_OK {
+                if rc != sqlite::SQLITE_OK {
                     return fail(format!("close returned {rc}"));
                 }
                 m.open[tag.index()] = false;
@@ -147,7 +147,7 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
             VfsOp::Write { tag, offset, len, fill } if is_open(&m, tag) && (m.atomic.is_none() || tag == FileTag::Main) => {
                 let data = vec![fill; len];
                 let rc = files.write(tag, offset, &data).await;
-                if rc != ffi::SQLITE_OK {
+                if rc != sqlite::SQLITE_OK {
                     return fail(format!("write returned {rc}"));
                 }
                 let image = m.live[tag.index()].as_mut().expect("open files exist");
@@ -169,7 +169,7 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
                 if avail > 0 {
                     want[..avail].copy_from_slice(&image[offset as usize..offset as usize + avail]);
                 }
-                let want_rc = if avail < len { ffi::SQLITE_IOERR_SHORT_READ } else { ffi::SQLITE_OK };
+                let want_rc = if avail < len { sqlite::SQLITE_IOERR_SHORT_READ } else { sqlite::SQLITE_OK };
                 if rc != want_rc || got != want {
                     let first = got.iter().zip(&want).position(|(a, b)| a != b);
                     return fail(format!("read returned {rc} (want {want_rc}), first differing byte {first:?}"));
@@ -177,14 +177,14 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
             }
             VfsOp::Truncate { tag, size } if is_open(&m, tag) && m.atomic.is_none() => {
                 let rc = files.truncate(tag, size).await;
-                if rc != ffi::SQLITE_OK {
+                if rc != sqlite::SQLITE_OK {
                     return fail(format!("truncate returned {rc}"));
                 }
                 m.live[tag.index()].as_mut().expect("open files exist").resize(size as usize, 0);
             }
             VfsOp::Sync(tag) if is_open(&m, tag) && m.atomic.is_none() => {
                 let rc = files.flush(tag).await;
-                if rc != ffi::SQLITE_OK {
+                if rc != sqlite::SQLITE_OK {
                     return fail(format!("sync returned {rc}"));
                 }
                 m.sync(tag);
@@ -198,7 +198,7 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
             }
             VfsOp::Delete(tag) if !is_open(&m, tag) => {
                 let rc = files.delete(&name(tag)).await;
-                let want = if m.live[tag.index()].is_some() { ffi::SQLITE_OK } else { ffi::SQLITE_IOERR_DELETE_NOENT };
+                let want = if m.live[tag.index()].is_some() { sqlite::SQLITE_OK } else { sqlite::SQLITE_IOERR_DELETE_NOENT };
                 if rc != want {
                     return fail(format!("delete returned {rc}, want {want}"));
                 }
@@ -206,7 +206,7 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
                 m.durable[tag.index()] = None;
             }
             VfsOp::Access(tag) => {
-                let got = files.access(&name(tag), ffi::SQLITE_ACCESS_EXISTS).await;
+                let got = files.access(&name(tag), sqlite::SQLITE_ACCESS_EXISTS).await;
                 let want = m.live[tag.index()].as_ref().is_some_and(|v| !v.is_empty());
                 if got != Ok(want) {
                     return fail(format!("access {got:?}, want {want}"));
@@ -214,13 +214,13 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
             }
             VfsOp::Lock { tag, level } if is_open(&m, tag) => {
                 files.set_lock(tag, level);
-                if files.reserved(tag) != (level > ffi::SQLITE_LOCK_SHARED) {
+                if files.reserved(tag) != (level > sqlite::SQLITE_LOCK_SHARED) {
                     return fail("reserved lock state disagrees".into());
                 }
             }
             VfsOp::BeginAtomic if is_open(&m, FileTag::Main) && m.atomic.is_none() => {
-                let rc = files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE).await;
-                if rc != ffi::SQLITE_OK {
+                let rc = files.file_control(FileTag::Main, sqlite::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE).await;
+                if rc != sqlite::SQLITE_OK {
                     return fail(format!("begin atomic returned {rc}"));
                 }
                 m.sync(FileTag::Main);
@@ -228,21 +228,21 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
             }
             VfsOp::CommitAtomic if m.atomic.is_some() => {
                 let (before, touched) = m.atomic.take().expect("checked");
-                let rc = files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE).await;
+                let rc = files.file_control(FileTag::Main, sqlite::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE).await;
                 // Dirty chunks plus the meta key must fit one batch.
                 let page_bytes = touched.len() * (8 + CHUNK_SIZE) + 14;
                 let fits = touched.len() < limits.max_keys_per_batch && page_bytes <= limits.max_batch_bytes;
                 match (rc, fits) {
                     // The commit puts the database pages only: the journal
                     // is not touched inside the atomic window.
-                    (ffi::SQLITE_OK, true) => m.durable[0] = m.live[0].clone(),
-                    (ffi::SQLITE_IOERR_WRITE, false) => m.live[0] = before,
+                    (sqlite::SQLITE_OK, true) => m.durable[0] = m.live[0].clone(),
+                    (sqlite::SQLITE_IOERR_WRITE, false) => m.live[0] = before,
                     _ => return fail(format!("commit atomic returned {rc} for {} chunks", touched.len())),
                 }
             }
             VfsOp::RollbackAtomic if m.atomic.is_some() => {
-                let rc = files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE).await;
-                if rc != ffi::SQLITE_OK {
+                let rc = files.file_control(FileTag::Main, sqlite::SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE).await;
+                if rc != sqlite::SQLITE_OK {
                     return fail(format!("rollback atomic returned {rc}"));
                 }
                 m.live[0] = m.atomic.take().expect("checked").0;
@@ -253,14 +253,14 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
                 m.open = [false; 4];
                 for tag in [FileTag::Main, FileTag::Journal, FileTag::Wal] {
                     let want = &m.durable[tag.index()];
-                    let exists = files.open(Some(&name(tag)), ffi::SQLITE_OPEN_READWRITE).await.is_ok();
+                    let exists = files.open(Some(&name(tag)), sqlite::SQLITE_OPEN_READWRITE).await.is_ok();
                     if exists != want.is_some() {
                         return fail(format!("after reopen {tag:?} exists={exists}, want {}", want.is_some()));
                     }
                     let Some(want) = want else { continue };
                     let mut got = vec![0xEE; want.len()];
                     let rc = files.read(tag, 0, &mut got).await;
-                    if (rc != ffi::SQLITE_OK && !want.is_empty()) || &got != want {
+                    if (rc != sqlite::SQLITE_OK && !want.is_empty()) || &got != want {
                         return fail(format!("after reopen {tag:?} reads differently ({rc})"));
                     }
                     m.open[tag.index()] = true;

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use libsqlite3_sys as ffi;
+use crate::codes as sqlite;
 
 use super::layout::{
     CHUNK_SIZE, ChunkIndex, FileTag, chunk_key, chunk_range_end, decode_meta, encode_meta, meta_key,
@@ -267,12 +267,12 @@ impl ActorFiles {
         let keys: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
         let values = match self.kv.batch_get(&self.actor, &keys).await {
             Ok(v) => v,
-            Err(e) => return Err(self.fail(ffi::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
+            Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
         };
         for (tag, value) in FileTag::ALL.iter().zip(values) {
             let meta = match value.as_deref().map(decode_meta).transpose() {
                 Ok(m) => m,
-                Err(e) => return Err(self.fail(ffi::SQLITE_IOERR_READ, format!("{tag:?} file: {e}"))),
+                Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("{tag:?} file: {e}"))),
             };
             self.files[tag.index()] = FileState::from_meta(meta);
         }
@@ -284,15 +284,15 @@ impl ActorFiles {
     pub async fn open(&mut self, name: Option<&str>, flags: i32) -> Result<i32, Rc> {
         let Some(tag) = name.and_then(Self::tag_for_name) else {
             return Err(self.fail(
-                ffi::SQLITE_CANTOPEN,
+                sqlite::SQLITE_CANTOPEN,
                 format!("an actor has one database, {DB_NAME:?}; cannot open {name:?}"),
             ));
         };
         self.ensure_loaded().await?;
         let file = &mut self.files[tag.index()];
         if !file.exists {
-            if flags & ffi::SQLITE_OPEN_CREATE == 0 {
-                return Err(ffi::SQLITE_CANTOPEN);
+            if flags & sqlite::SQLITE_OPEN_CREATE == 0 {
+                return Err(sqlite::SQLITE_CANTOPEN);
             }
             file.exists = true;
             file.size = 0;
@@ -308,14 +308,14 @@ impl ActorFiles {
         let file = &mut self.files[tag.index()];
         file.open = false;
         file.lock = 0;
-        if rc == ffi::SQLITE_OK { ffi::SQLITE_OK } else { ffi::SQLITE_IOERR_CLOSE }
+        if rc == sqlite::SQLITE_OK { sqlite::SQLITE_OK } else { sqlite::SQLITE_IOERR_CLOSE }
     }
 
     /// xDelete: removes every chunk, then the meta key. A crash between the
     /// two leaves a file of zeros, never stale chunks under a live meta.
     pub async fn delete(&mut self, name: &str) -> Rc {
         let Some(tag) = Self::tag_for_name(name) else {
-            return ffi::SQLITE_IOERR_DELETE_NOENT;
+            return sqlite::SQLITE_IOERR_DELETE_NOENT;
         };
         if let Err(rc) = self.ensure_loaded().await {
             return rc;
@@ -339,12 +339,12 @@ impl ActorFiles {
                 })
                 .await;
             if let Err(e) = result {
-                return self.fail_write(ffi::SQLITE_IOERR_DELETE, format!("deleting {tag:?} file: {e}"));
+                return self.fail_write(sqlite::SQLITE_IOERR_DELETE, format!("deleting {tag:?} file: {e}"));
             }
             self.files[tag.index()].durable = None;
             self.note_landed(tag, Some(false));
         }
-        if existed { ffi::SQLITE_OK } else { ffi::SQLITE_IOERR_DELETE_NOENT }
+        if existed { sqlite::SQLITE_OK } else { sqlite::SQLITE_IOERR_DELETE_NOENT }
     }
 
     /// Deletes the rollback journal if SQLite has closed it and it is cold
@@ -355,15 +355,15 @@ impl ActorFiles {
         let tag = FileTag::Journal;
         let file = &self.files[tag.index()];
         if !self.loaded || file.open || !file.exists {
-            return ffi::SQLITE_OK;
+            return sqlite::SQLITE_OK;
         }
         let mut header = [0u8; 28];
         let rc = self.read(tag, 0, &mut header).await;
-        if rc != ffi::SQLITE_OK && rc != ffi::SQLITE_IOERR_SHORT_READ {
+        if rc != sqlite::SQLITE_OK && rc != sqlite::SQLITE_IOERR_SHORT_READ {
             return rc;
         }
         if header.iter().any(|b| *b != 0) {
-            return ffi::SQLITE_OK;
+            return sqlite::SQLITE_OK;
         }
         self.delete(&format!("{DB_NAME}-journal")).await
     }
@@ -377,7 +377,7 @@ impl ActorFiles {
         self.ensure_loaded().await?;
         let file = &self.files[tag.index()];
         Ok(match flags {
-            ffi::SQLITE_ACCESS_EXISTS => file.exists && file.size > 0,
+            sqlite::SQLITE_ACCESS_EXISTS => file.exists && file.size > 0,
             _ => file.exists,
         })
     }
@@ -430,10 +430,10 @@ impl ActorFiles {
         let available = (end - offset) as usize;
         out[available..].fill(0);
         if available == 0 {
-            return ffi::SQLITE_IOERR_SHORT_READ;
+            return sqlite::SQLITE_IOERR_SHORT_READ;
         }
         let (Some(first), Some(last)) = (ChunkIndex::containing(offset), ChunkIndex::containing(end - 1)) else {
-            return self.fail(ffi::SQLITE_IOERR_READ, format!("read at offset {offset} is past the largest file"));
+            return self.fail(sqlite::SQLITE_IOERR_READ, format!("read at offset {offset} is past the largest file"));
         };
         let mut missing: Vec<u32> = (first.0..=last.0)
             .filter(|i| !file.dirty.contains_key(i) && ChunkIndex(*i).offset() < file.kv_valid)
@@ -447,7 +447,7 @@ impl ActorFiles {
         let mut fetched = match self.fetch_chunks(tag, &missing).await {
             Ok(f) => f,
             Err(e) => {
-                return self.fail(ffi::SQLITE_IOERR_READ, format!("reading {tag:?} file at offset {offset}: {e}"));
+                return self.fail(sqlite::SQLITE_IOERR_READ, format!("reading {tag:?} file at offset {offset}: {e}"));
             }
         };
         let file = &mut self.files[tag.index()];
@@ -473,7 +473,7 @@ impl ActorFiles {
                 dst.fill(0);
             }
         }
-        if available < out.len() { ffi::SQLITE_IOERR_SHORT_READ } else { ffi::SQLITE_OK }
+        if available < out.len() { sqlite::SQLITE_IOERR_SHORT_READ } else { sqlite::SQLITE_OK }
     }
 
     /// Extends a cold read of chunks `first..=last` with chunks ahead of it
@@ -497,13 +497,13 @@ impl ActorFiles {
             return rc;
         }
         let Some(end) = offset.checked_add(len as u64) else {
-            return self.fail(ffi::SQLITE_IOERR_WRITE, format!("write at offset {offset} overflows"));
+            return self.fail(sqlite::SQLITE_IOERR_WRITE, format!("write at offset {offset} overflows"));
         };
         if len == 0 {
-            return ffi::SQLITE_OK;
+            return sqlite::SQLITE_OK;
         }
         let (Some(first), Some(last)) = (ChunkIndex::containing(offset), ChunkIndex::containing(end - 1)) else {
-            return self.fail(ffi::SQLITE_FULL, format!("write at offset {offset} is past the largest file"));
+            return self.fail(sqlite::SQLITE_FULL, format!("write at offset {offset} is past the largest file"));
         };
         let file = &self.files[tag.index()];
         let partial = |i: ChunkIndex| offset > i.offset() || end < i.offset() + CHUNK_SIZE as u64;
@@ -517,9 +517,9 @@ impl ActorFiles {
             Ok(chunks) => {
                 let file = &mut self.files[tag.index()];
                 file.dirty.extend(missing.into_iter().zip(chunks));
-                ffi::SQLITE_OK
+                sqlite::SQLITE_OK
             }
-            Err(e) => self.fail(ffi::SQLITE_IOERR_WRITE, format!("reading {tag:?} file before a partial write: {e}")),
+            Err(e) => self.fail(sqlite::SQLITE_IOERR_WRITE, format!("reading {tag:?} file before a partial write: {e}")),
         }
     }
 
@@ -548,7 +548,7 @@ impl ActorFiles {
     /// xWrite in one step: `prepare_write` then `apply_write`.
     pub async fn write(&mut self, tag: FileTag, offset: u64, data: &[u8]) -> Rc {
         let rc = self.prepare_write(tag, offset, data.len()).await;
-        if rc == ffi::SQLITE_OK {
+        if rc == sqlite::SQLITE_OK {
             self.apply_write(tag, offset, data);
         }
         rc
@@ -566,14 +566,14 @@ impl ActorFiles {
             return rc;
         }
         if ChunkIndex::containing(new_size).is_none() {
-            return self.fail(ffi::SQLITE_IOERR_TRUNCATE, format!("truncate to {new_size} bytes is too large"));
+            return self.fail(sqlite::SQLITE_IOERR_TRUNCATE, format!("truncate to {new_size} bytes is too large"));
         }
         let file = &self.files[tag.index()];
         if new_size >= file.size {
             let file = &mut self.files[tag.index()];
             file.meta_dirty |= new_size != file.size;
             file.size = new_size;
-            return ffi::SQLITE_OK;
+            return sqlite::SQLITE_OK;
         }
         // The chunk that will hold the new last byte keeps its head and loses
         // its tail, so a later regrowth reads zeros there.
@@ -585,7 +585,7 @@ impl ActorFiles {
                     self.files[tag.index()].dirty.insert(boundary.0, chunks.remove(0));
                 }
                 Err(e) => {
-                    return self.fail(ffi::SQLITE_IOERR_TRUNCATE, format!("reading {tag:?} file to truncate it: {e}"));
+                    return self.fail(sqlite::SQLITE_IOERR_TRUNCATE, format!("reading {tag:?} file to truncate it: {e}"));
                 }
             }
         }
@@ -599,7 +599,7 @@ impl ActorFiles {
         file.kv_valid = file.kv_valid.min(new_size);
         file.size = new_size;
         file.meta_dirty = true;
-        ffi::SQLITE_OK
+        sqlite::SQLITE_OK
     }
 
     /// The chunk entries (trimmed to the file size) and meta that make the
@@ -653,19 +653,19 @@ impl ActorFiles {
     pub async fn flush(&mut self, tag: FileTag) -> Rc {
         if tag == FileTag::Main {
             let rc = Box::pin(self.flush(FileTag::Journal)).await;
-            if rc != ffi::SQLITE_OK {
+            if rc != sqlite::SQLITE_OK {
                 return rc;
             }
         }
         let file = &self.files[tag.index()];
         if !self.loaded || !file.exists || file.is_clean() {
-            return ffi::SQLITE_OK;
+            return sqlite::SQLITE_OK;
         }
         if self.files[tag.index()].has_stale_tail() {
             let from = chunk_key(tag, ChunkIndex(ChunkIndex::count_for(self.files[tag.index()].kv_valid) as u32));
             let end = chunk_range_end(tag);
             if let Err(e) = self.write_kv(|kv, actor| async move { kv.delete_range(&actor, &from, &end).await }).await {
-                return self.fail_write(ffi::SQLITE_IOERR_FSYNC, format!("deleting truncated {tag:?} chunks: {e}"));
+                return self.fail_write(sqlite::SQLITE_IOERR_FSYNC, format!("deleting truncated {tag:?} chunks: {e}"));
             }
         }
         let (chunks, meta) = self.pending_entries(tag);
@@ -677,7 +677,7 @@ impl ActorFiles {
         entries.extend(chunks);
         for (n, batch) in self.split_into_batches(entries).into_iter().enumerate() {
             if let Err(e) = self.write_kv(|kv, actor| async move { kv.batch_put(&actor, &batch).await }).await {
-                return self.fail_write(ffi::SQLITE_IOERR_FSYNC, format!("writing {tag:?} file: {e}"));
+                return self.fail_write(sqlite::SQLITE_IOERR_FSYNC, format!("writing {tag:?} file: {e}"));
             }
             if n == 0 {
                 self.note_landed(tag, header);
@@ -688,7 +688,7 @@ impl ActorFiles {
         file.meta_dirty = false;
         file.durable = Some(file.size);
         file.kv_valid = file.size;
-        ffi::SQLITE_OK
+        sqlite::SQLITE_OK
     }
 
     /// Flushes every file: the safety net after each API call, for
@@ -696,11 +696,11 @@ impl ActorFiles {
     pub async fn flush_all(&mut self) -> Rc {
         for tag in [FileTag::Journal, FileTag::Wal, FileTag::Main] {
             let rc = self.flush(tag).await;
-            if rc != ffi::SQLITE_OK {
+            if rc != sqlite::SQLITE_OK {
                 return rc;
             }
         }
-        ffi::SQLITE_OK
+        sqlite::SQLITE_OK
     }
 
     /// Whether any file holds writes the KV has not seen.
@@ -710,12 +710,12 @@ impl ActorFiles {
 
     async fn begin_atomic(&mut self) -> Rc {
         let rc = self.flush(FileTag::Main).await;
-        if rc != ffi::SQLITE_OK {
+        if rc != sqlite::SQLITE_OK {
             return rc;
         }
         let file = &self.files[FileTag::Main.index()];
         self.atomic = Some(AtomicWrite { size: file.size, kv_valid: file.kv_valid, meta_dirty: file.meta_dirty });
-        ffi::SQLITE_OK
+        sqlite::SQLITE_OK
     }
 
     fn rollback_atomic(&mut self) {
@@ -732,12 +732,12 @@ impl ActorFiles {
     /// or an I/O error (and no KV call) when that would break a limit.
     async fn commit_atomic(&mut self) -> Rc {
         if self.atomic.is_none() {
-            return ffi::SQLITE_MISUSE;
+            return sqlite::SQLITE_MISUSE;
         }
         let tag = FileTag::Main;
         if self.files[tag.index()].has_stale_tail() {
             self.rollback_atomic();
-            return self.fail(ffi::SQLITE_IOERR_WRITE, "atomic commit after a truncate; using the journal".into());
+            return self.fail(sqlite::SQLITE_IOERR_WRITE, "atomic commit after a truncate; using the journal".into());
         }
         let (chunks, meta) = self.pending_entries(tag);
         let pages = chunks.len();
@@ -746,13 +746,13 @@ impl ActorFiles {
         if let Err(e) = self.limits.check_put(&batch) {
             self.rollback_atomic();
             return self.fail(
-                ffi::SQLITE_IOERR_WRITE,
+                sqlite::SQLITE_IOERR_WRITE,
                 format!("a commit of {pages} pages does not fit one KV batch ({e}); falling back to the journal"),
             );
         }
         if let Err(e) = self.write_kv(|kv, actor| async move { kv.batch_put(&actor, &batch).await }).await {
             self.rollback_atomic();
-            return self.fail_write(ffi::SQLITE_IOERR_WRITE, format!("committing {pages} pages: {e}"));
+            return self.fail_write(sqlite::SQLITE_IOERR_WRITE, format!("committing {pages} pages: {e}"));
         }
         self.may_have_committed = true;
         self.atomic = None;
@@ -761,20 +761,20 @@ impl ActorFiles {
         file.meta_dirty = false;
         file.durable = Some(file.size);
         file.kv_valid = file.size;
-        ffi::SQLITE_OK
+        sqlite::SQLITE_OK
     }
 
     /// xFileControl for the ops the host implements; SQLITE_NOTFOUND for
     /// the rest, which SQLite treats as "not supported".
     pub async fn file_control(&mut self, tag: FileTag, op: i32) -> Rc {
         match (tag, op) {
-            (FileTag::Main, ffi::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE) => self.begin_atomic().await,
-            (FileTag::Main, ffi::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE) => self.commit_atomic().await,
-            (FileTag::Main, ffi::SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE) => {
+            (FileTag::Main, sqlite::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE) => self.begin_atomic().await,
+            (FileTag::Main, sqlite::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE) => self.commit_atomic().await,
+            (FileTag::Main, sqlite::SQLITE_FCNTL_ROLLBACK_ATOMIC_WRITE) => {
                 self.rollback_atomic();
-                ffi::SQLITE_OK
+                sqlite::SQLITE_OK
             }
-            _ => ffi::SQLITE_NOTFOUND,
+            _ => sqlite::SQLITE_NOTFOUND,
         }
     }
 
@@ -786,13 +786,13 @@ impl ActorFiles {
 
     /// xCheckReservedLock, answered as the unix VFS does for its own process.
     pub fn reserved(&self, tag: FileTag) -> bool {
-        self.files[tag.index()].lock > ffi::SQLITE_LOCK_SHARED
+        self.files[tag.index()].lock > sqlite::SQLITE_LOCK_SHARED
     }
 
     /// xDeviceCharacteristics: batch-atomic writes for the database file.
     pub fn device_characteristics(tag: FileTag) -> i32 {
-        let base = ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE;
-        if tag == FileTag::Main { base | ffi::SQLITE_IOCAP_BATCH_ATOMIC } else { base }
+        let base = sqlite::SQLITE_IOCAP_POWERSAFE_OVERWRITE;
+        if tag == FileTag::Main { base | sqlite::SQLITE_IOCAP_BATCH_ATOMIC } else { base }
     }
 }
 
@@ -809,7 +809,7 @@ mod tests {
     }
 
     async fn write(files: &mut ActorFiles, tag: FileTag, offset: u64, data: &[u8]) {
-        assert_eq!(files.prepare_write(tag, offset, data.len()).await, ffi::SQLITE_OK);
+        assert_eq!(files.prepare_write(tag, offset, data.len()).await, sqlite::SQLITE_OK);
         files.apply_write(tag, offset, data);
     }
 
@@ -822,16 +822,16 @@ mod tests {
     #[tokio::test]
     async fn unaligned_writes_survive_a_flush_and_a_reload() {
         let (kv, mut files, actor) = setup(None);
-        let tag = files.open(Some("actor.db-journal"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
+        let tag = files.open(Some("actor.db-journal"), sqlite::SQLITE_OPEN_CREATE).await.unwrap();
         let tag = FileTag::from_index(tag as usize).unwrap();
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         write(&mut files, tag, 100, &data).await;
-        assert_eq!(files.flush(tag).await, ffi::SQLITE_OK);
+        assert_eq!(files.flush(tag).await, sqlite::SQLITE_OK);
         // A fresh view of the same KV sees the same bytes.
         let mut again = ActorFiles::new(kv, actor);
         again.open(Some("actor.db-journal"), 0).await.unwrap();
         let (rc, got) = read(&mut again, tag, 0, 10_100).await;
-        assert_eq!(rc, ffi::SQLITE_OK);
+        assert_eq!(rc, sqlite::SQLITE_OK);
         assert_eq!(&got[..100], &[0u8; 100][..]);
         assert_eq!(&got[100..], &data[..]);
     }
@@ -839,10 +839,10 @@ mod tests {
     #[tokio::test]
     async fn short_read_zero_fills_the_tail() {
         let (_kv, mut files, _) = setup(None);
-        files.open(Some("actor.db"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
+        files.open(Some("actor.db"), sqlite::SQLITE_OPEN_CREATE).await.unwrap();
         write(&mut files, FileTag::Main, 0, &[7u8; 10]).await;
         let (rc, got) = read(&mut files, FileTag::Main, 5, 20).await;
-        assert_eq!(rc, ffi::SQLITE_IOERR_SHORT_READ);
+        assert_eq!(rc, sqlite::SQLITE_IOERR_SHORT_READ);
         assert_eq!(&got[..5], &[7u8; 5]);
         assert_eq!(&got[5..], &[0u8; 15]);
     }
@@ -850,15 +850,15 @@ mod tests {
     #[tokio::test]
     async fn truncate_then_regrow_reads_zeros_and_deletes_chunks() {
         let (kv, mut files, actor) = setup(None);
-        files.open(Some("actor.db"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
+        files.open(Some("actor.db"), sqlite::SQLITE_OPEN_CREATE).await.unwrap();
         write(&mut files, FileTag::Main, 0, &vec![9u8; 5 * CHUNK_SIZE]).await;
-        assert_eq!(files.flush(FileTag::Main).await, ffi::SQLITE_OK);
+        assert_eq!(files.flush(FileTag::Main).await, sqlite::SQLITE_OK);
         assert_eq!(kv.keys(&actor).len(), 6);
-        assert_eq!(files.truncate(FileTag::Main, 100).await, ffi::SQLITE_OK);
-        assert_eq!(files.truncate(FileTag::Main, 3 * CHUNK_SIZE as u64).await, ffi::SQLITE_OK);
+        assert_eq!(files.truncate(FileTag::Main, 100).await, sqlite::SQLITE_OK);
+        assert_eq!(files.truncate(FileTag::Main, 3 * CHUNK_SIZE as u64).await, sqlite::SQLITE_OK);
         let (_, got) = read(&mut files, FileTag::Main, 0, 3 * CHUNK_SIZE).await;
         assert!(got[..100].iter().all(|b| *b == 9) && got[100..].iter().all(|b| *b == 0));
-        assert_eq!(files.flush(FileTag::Main).await, ffi::SQLITE_OK);
+        assert_eq!(files.flush(FileTag::Main).await, sqlite::SQLITE_OK);
         // Meta + chunk 0 (the only one ever written below the cut) remain.
         assert_eq!(kv.keys(&actor), vec![meta_key(FileTag::Main), chunk_key(FileTag::Main, ChunkIndex(0))]);
         let mut again = ActorFiles::new(kv, actor);
@@ -871,20 +871,20 @@ mod tests {
     #[tokio::test]
     async fn atomic_commit_is_one_put_or_an_ioerr_without_kv_calls() {
         let (kv, mut files, actor) = setup(Some(KvLimits::RIVET));
-        files.open(Some("actor.db"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
-        assert_eq!(files.flush(FileTag::Main).await, ffi::SQLITE_OK);
+        files.open(Some("actor.db"), sqlite::SQLITE_OPEN_CREATE).await.unwrap();
+        assert_eq!(files.flush(FileTag::Main).await, sqlite::SQLITE_OK);
         kv.reset_counters(&actor);
-        assert_eq!(files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE).await, 0);
+        assert_eq!(files.file_control(FileTag::Main, sqlite::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE).await, 0);
         write(&mut files, FileTag::Main, 0, &vec![1u8; 3 * CHUNK_SIZE]).await;
-        assert_eq!(files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE).await, 0);
+        assert_eq!(files.file_control(FileTag::Main, sqlite::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE).await, 0);
         let c = kv.counters(&actor);
         assert_eq!((c.batch_puts, c.keys_written, c.reads()), (1, 4, 0));
 
         kv.reset_counters(&actor);
-        assert_eq!(files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE).await, 0);
+        assert_eq!(files.file_control(FileTag::Main, sqlite::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE).await, 0);
         write(&mut files, FileTag::Main, 0, &vec![2u8; 200 * CHUNK_SIZE]).await;
-        let rc = files.file_control(FileTag::Main, ffi::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE).await;
-        assert_eq!(rc, ffi::SQLITE_IOERR_WRITE);
+        let rc = files.file_control(FileTag::Main, sqlite::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE).await;
+        assert_eq!(rc, sqlite::SQLITE_IOERR_WRITE);
         assert!(files.take_last_error().unwrap().contains("does not fit one KV batch"));
         assert_eq!(kv.counters(&actor).calls(), 0);
         // The rollback restored the committed state.
@@ -896,9 +896,9 @@ mod tests {
     #[tokio::test]
     async fn large_flush_respects_batch_limits() {
         let (kv, mut files, actor) = setup(Some(KvLimits::RIVET));
-        files.open(Some("actor.db-journal"), ffi::SQLITE_OPEN_CREATE).await.unwrap();
+        files.open(Some("actor.db-journal"), sqlite::SQLITE_OPEN_CREATE).await.unwrap();
         write(&mut files, FileTag::Journal, 0, &vec![3u8; 600 * CHUNK_SIZE + 17]).await;
-        assert_eq!(files.flush(FileTag::Journal).await, ffi::SQLITE_OK);
+        assert_eq!(files.flush(FileTag::Journal).await, sqlite::SQLITE_OK);
         let c = kv.counters(&actor);
         assert!(c.max_batch_keys <= 128 && c.max_put_bytes <= 976 * 1024, "{c:?}");
         assert_eq!(c.keys_written, 602);

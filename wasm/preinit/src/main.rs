@@ -2,7 +2,7 @@
 //! `wasqlite_preinit` export under wizer and writes a module whose memory
 //! image already holds SQLite's global state, so no wake pays for it.
 //!
-//!     cargo run --features preinit --bin wasqlite-preinit -- IN.wasm OUT.wasm
+//!     cargo run -p wasqlite-preinit -- IN.wasm OUT.wasm
 
 use anyhow::{Context, Result, bail};
 use wasmtime::{Config, Engine, Linker, Store};

@@ -18,7 +18,7 @@ pub(crate) fn is_complete(sql: &str) -> bool {
     let Ok(text) = CString::new(sql) else { return true };
     // SAFETY: `text` is a valid NUL-terminated string that outlives the call;
     // sqlite3_complete only reads it.
-    unsafe { libsqlite3_sys::sqlite3_complete(text.as_ptr()) != 0 }
+    unsafe { rusqlite::ffi::sqlite3_complete(text.as_ptr()) != 0 }
 }
 
 /// Splits `sql` into statements, each with its `;` when it has one.
