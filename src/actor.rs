@@ -3,8 +3,10 @@
 //!
 //! Calls take `&mut self`: one call at a time inside an actor, while different
 //! actors run in parallel on any tokio runtime. `sleep` and `destroy` take the
-//! actor by value and drop its Store, so its linear memory goes back to the
-//! OS the moment they return.
+//! actor by value and drop its Store: its linear memory is released (on
+//! demand allocation) or reset for the next actor in its pool slot (the
+//! default pooling allocator, which keeps up to `EngineConfig::keep_resident`
+//! of each slot mapped) before they return.
 
 use std::sync::Arc;
 
@@ -293,8 +295,9 @@ impl Actor {
         self.store.data().memory.map_or(0, |m| m.data_size(&self.store))
     }
 
-    /// Closes the database and drops the instance. Its linear memory is
-    /// returned to the OS before this returns.
+    /// Closes the database and drops the instance. Its linear memory no
+    /// longer belongs to the actor when this returns: released, or reset
+    /// for the next actor in its pool slot (see [`crate::EngineConfig`]).
     ///
     /// # Errors
     ///

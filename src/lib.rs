@@ -3,8 +3,9 @@
 //! SQLite compiled to WebAssembly, one isolated wasmtime instance per actor.
 //! Every SQLite file operation inside an actor's instance is a host call,
 //! answered from that actor's namespace in a key-value store ([`KvStore`]).
-//! When the actor sleeps its instance is dropped and its memory goes back to
-//! the OS; its database stays in the KV, ready for the next wake.
+//! When the actor sleeps its instance is dropped and its linear memory goes
+//! back to the instance pool (or the OS, without pooling); its database
+//! stays in the KV, ready for the next wake.
 //!
 //! Start with [`Host`]: [`Host::wake`] gives an [`Actor`], which runs SQL
 //! with [`Actor::execute`], [`Actor::query`] and friends, and ends with

@@ -13,7 +13,8 @@ use crate::actor_id::ActorId;
 use crate::kv::KvStore;
 use crate::vfs::ActorFiles;
 
-/// Process-wide counts the host keeps for tests and benchmarks.
+/// Counts one `Host` keeps of its own instances, for tests and benchmarks
+/// (each Host has its own; they are not process-wide).
 #[derive(Debug, Default)]
 pub(crate) struct Gauges {
     /// Stores alive right now.
@@ -57,7 +58,7 @@ impl ActorState {
     }
 }
 
-/// Caps an actor's linear memory and keeps the process-wide gauges true.
+/// Caps an actor's linear memory and keeps its Host's gauges true.
 struct MemoryLimiter {
     gauges: Arc<Gauges>,
     max_memory: usize,

@@ -64,7 +64,8 @@ static int relayWrite(
 }
 
 /*
-** Set the file size. Shrinking deletes the chunks past the new end.
+** Set the file size. The host drops buffered chunks past the new end at
+** once; the stored ones are deleted at the next sync.
 */
 static int relayTruncate(sqlite3_file *pFile, sqlite_int64 size){
   return host_xTruncate(HOST_ID(pFile), size);
@@ -86,7 +87,7 @@ static int relayFileSize(sqlite3_file *pFile, sqlite_int64 *pSize){
 
 /*
 ** Locking. One connection per actor means the host grants every lock; it
-** still tracks the level so that misuse shows up.
+** records the level only to answer xCheckReservedLock.
 */
 static int relayLock(sqlite3_file *pFile, int eLock){
   return host_xLock(HOST_ID(pFile), eLock);
@@ -137,9 +138,10 @@ static const sqlite3_io_methods relayIoMethods = {
 };
 
 /*
-** Open a file. The host picks the handle from the name and the
-** SQLITE_OPEN_* type flags, and refuses names it does not own (a second
-** database through ATTACH, for instance) with SQLITE_CANTOPEN.
+** Open a file. The host picks the handle from the name alone (the
+** SQLITE_OPEN_* type flags only say whether to create it), and refuses
+** names it does not own (a second database through ATTACH, for instance)
+** with SQLITE_CANTOPEN.
 */
 static int relayOpen(
   sqlite3_vfs *pVfs, sqlite3_filename zName, sqlite3_file *pFile,

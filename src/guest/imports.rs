@@ -164,7 +164,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
     })?;
 
     // SQLite sleeps only in a busy handler, which one exclusive connection
-    // never runs; a direct call must not park the caller's thread on a timer.
+    // never runs. Should a guest ask anyway, a direct call can only park the
+    // caller's thread, so it sleeps at most 1 ms; on a fiber it awaits a timer.
     match mode {
         CallMode::Direct => linker.func_wrap(m, "xSleep", |_cx: Cx<'_>, micros: i32| {
             let micros = micros.clamp(0, 1_000);
@@ -233,10 +234,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
         }
         let (mem, state) = split(&mut cx).expect("checked above");
         state.files.apply_write(tag, offset as u64, slice(mem, buf, amt).expect("checked above"));
-        if state.files.wants_early_flush(tag) {
-            return state.files.flush(tag).await;
-        }
-        sqlite::SQLITE_OK
+        state.files.finish_write(tag).await
     });
 
     kv_import!(linker, mode, "xTruncate", |cx, handle: i32, size: i64| {

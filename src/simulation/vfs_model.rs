@@ -8,8 +8,11 @@
 //! durable when it is synced or closed; syncing the database also makes the
 //! journal durable (journal before database); a batch-atomic commit makes the
 //! database (only) durable if it fits one KV batch and otherwise puts it back
-//! as it was before BEGIN; deleting is immediate. `Reopen` builds a fresh
-//! `ActorFiles` over the same KV and checks it against `durable`.
+//! as it was before BEGIN; deleting is immediate. Writes go through the same
+//! steps as the xWrite import, early flush included (with a threshold of a
+//! few chunks, so that the model meets it): a write after which the file is
+//! clean was flushed, and is durable with its journal. `Reopen` builds a
+//! fresh `ActorFiles` over the same KV and checks it against `durable`.
 
 use std::sync::Arc;
 
@@ -19,6 +22,9 @@ use crate::actor_id::ActorId;
 use crate::kv::{KvLimits, MemoryKv};
 use crate::vfs::layout::{CHUNK_SIZE, FileTag};
 use crate::vfs::{ActorFiles, DB_NAME};
+
+/// The early-flush threshold the model runs with: four chunks.
+const EARLY_FLUSH_BYTES: usize = 4 * CHUNK_SIZE;
 
 /// One operation on the files.
 #[derive(Clone, Debug)]
@@ -122,7 +128,12 @@ impl Model {
 pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
     let kv = Arc::new(MemoryKv::with_limits(limits));
     let actor = ActorId::new("vfs-model").expect("valid id");
-    let mut files = ActorFiles::new(kv.clone(), actor.clone());
+    let new_files = || {
+        let mut files = ActorFiles::new(kv.clone(), actor.clone());
+        files.set_flush_threshold(EARLY_FLUSH_BYTES);
+        files
+    };
+    let mut files = new_files();
     let mut m = Model::default();
     for (i, op) in ops.iter().enumerate() {
         let fail = |what: String| Err(format!("op {i} {op:?}: {what}"));
@@ -158,6 +169,10 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
                 image[offset as usize..end].copy_from_slice(&data);
                 if let Some((_, touched)) = m.atomic.as_mut() {
                     touched.extend(offset / CHUNK_SIZE as u64..=(end as u64 - 1) / CHUNK_SIZE as u64);
+                } else if len > 0 && files.is_clean(tag) {
+                    // Flushed early: the file (and, for the database, the
+                    // journal before it) is what the KV holds now.
+                    m.sync(tag);
                 }
             }
             VfsOp::Read { tag, offset, len } if is_open(&m, tag) => {
@@ -248,7 +263,7 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
                 m.live[0] = m.atomic.take().expect("checked").0;
             }
             VfsOp::Reopen if m.atomic.is_none() => {
-                files = ActorFiles::new(kv.clone(), actor.clone());
+                files = new_files();
                 m.live = m.durable.clone();
                 m.open = [false; 4];
                 for tag in [FileTag::Main, FileTag::Journal, FileTag::Wal] {

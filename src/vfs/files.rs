@@ -91,6 +91,20 @@ impl FileState {
         }
     }
 
+    /// Invariants 2 to 4 above (the first is about the KV, out of reach
+    /// here), checked in debug builds after every change of the file.
+    fn debug_check(&self) {
+        debug_assert!(self.kv_valid <= self.durable.unwrap_or(0), "invariant 2: kv_valid past the durable size");
+        debug_assert!(
+            self.dirty.iter().all(|(i, chunk)| chunk.len() == CHUNK_SIZE && ChunkIndex(*i).offset() < self.size),
+            "invariant 3: a dirty chunk of the wrong size or past the end"
+        );
+        debug_assert!(
+            self.prefetched.keys().all(|i| ChunkIndex(*i).offset() < self.kv_valid && !self.dirty.contains_key(i)),
+            "invariant 4: a prefetched chunk past kv_valid or written since"
+        );
+    }
+
     fn dirty_bytes(&self) -> usize {
         self.dirty.len() * CHUNK_SIZE
     }
@@ -121,6 +135,8 @@ pub struct ActorFiles {
     /// The backend answers at once (`KvStore::answers_immediately`): its
     /// writes cannot outlive their caller, so they need no task of their own.
     immediate: bool,
+    /// Buffered bytes of one file past which `finish_write` flushes it.
+    flush_threshold: usize,
     files: [FileState; 4],
     /// False until the meta keys are read, once per wake.
     loaded: bool,
@@ -148,6 +164,7 @@ impl ActorFiles {
             actor,
             limits,
             immediate,
+            flush_threshold: FLUSH_THRESHOLD,
             files: Default::default(),
             loaded: false,
             atomic: None,
@@ -543,20 +560,28 @@ impl ActorFiles {
             file.size = end;
             file.meta_dirty = true;
         }
+        file.debug_check();
     }
 
-    /// xWrite in one step: `prepare_write` then `apply_write`.
+    /// xWrite in one step, exactly as the xWrite import runs it:
+    /// `prepare_write`, `apply_write`, then `finish_write`.
     pub async fn write(&mut self, tag: FileTag, offset: u64, data: &[u8]) -> Rc {
         let rc = self.prepare_write(tag, offset, data.len()).await;
-        if rc == sqlite::SQLITE_OK {
-            self.apply_write(tag, offset, data);
+        if rc != sqlite::SQLITE_OK {
+            return rc;
         }
-        rc
+        self.apply_write(tag, offset, data);
+        self.finish_write(tag).await
     }
 
-    /// Whether `tag` buffers enough to flush before SQLite asks.
-    pub fn wants_early_flush(&self, tag: FileTag) -> bool {
-        self.atomic.is_none() && self.files[tag.index()].dirty_bytes() > FLUSH_THRESHOLD
+    /// Last step of xWrite: flushes `tag` early when it buffers more than
+    /// the flush threshold outside an atomic write, to bound host memory
+    /// during large transactions.
+    pub async fn finish_write(&mut self, tag: FileTag) -> Rc {
+        if self.atomic.is_none() && self.files[tag.index()].dirty_bytes() > self.flush_threshold {
+            return self.flush(tag).await;
+        }
+        sqlite::SQLITE_OK
     }
 
     /// xTruncate. Shrinking drops buffered chunks past the end and marks the
@@ -599,6 +624,7 @@ impl ActorFiles {
         file.kv_valid = file.kv_valid.min(new_size);
         file.size = new_size;
         file.meta_dirty = true;
+        file.debug_check();
         sqlite::SQLITE_OK
     }
 
@@ -688,6 +714,7 @@ impl ActorFiles {
         file.meta_dirty = false;
         file.durable = Some(file.size);
         file.kv_valid = file.size;
+        file.debug_check();
         sqlite::SQLITE_OK
     }
 
@@ -701,6 +728,19 @@ impl ActorFiles {
             }
         }
         sqlite::SQLITE_OK
+    }
+
+    /// Lowers the early-flush threshold, so that a model check with small
+    /// files meets early flushes too.
+    #[cfg(feature = "simulation")]
+    pub(crate) fn set_flush_threshold(&mut self, bytes: usize) {
+        self.flush_threshold = bytes;
+    }
+
+    /// Whether the KV holds exactly what `tag` holds in the buffers.
+    #[cfg(feature = "simulation")]
+    pub(crate) fn is_clean(&self, tag: FileTag) -> bool {
+        self.files[tag.index()].is_clean()
     }
 
     /// Whether any file holds writes the KV has not seen.
@@ -725,6 +765,7 @@ impl ActorFiles {
             file.size = saved.size;
             file.kv_valid = saved.kv_valid;
             file.meta_dirty = saved.meta_dirty;
+            file.debug_check();
         }
     }
 
@@ -761,6 +802,7 @@ impl ActorFiles {
         file.meta_dirty = false;
         file.durable = Some(file.size);
         file.kv_valid = file.size;
+        file.debug_check();
         sqlite::SQLITE_OK
     }
 

@@ -158,7 +158,7 @@ impl Shared {
 }
 
 struct Latencies {
-    /// `Host::wake` and the first SELECT: what the issue calls a wake.
+    /// `Host::wake` and the first SELECT: what BENCHMARKS.md calls a wake.
     wake: Latency,
     /// `Host::wake` alone (instantiate, open, migration check).
     wake_call: Latency,

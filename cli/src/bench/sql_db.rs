@@ -74,7 +74,7 @@ pub(crate) fn checksum(mut sum: u64, row: &[Value]) -> u64 {
 }
 
 impl Db {
-    /// Opens native SQLite at `path` with the pragmas the issue names, which
+    /// Opens native SQLite at `path` with the pragmas wasqlite's guest uses, which
     /// are also what wasqlite's guest runs with: 4 KiB pages, a rollback
     /// journal, exclusive locking; and no syncs (wasqlite's durability is
     /// the KV's business, not SQLite's).
