@@ -11,26 +11,17 @@
 use std::sync::Arc;
 
 use crate::codes as sqlite;
-use wasmtime::Store;
 
 use crate::actor_id::ActorId;
 use crate::error::Error;
-use crate::guest::abi::BAD_PARAMS;
-use crate::guest::exports::{GuestApi, Prepared, Step};
-use crate::host::{AwakeGuard, HostInner, Instance};
+use crate::host::{AwakeGuard, HostInner};
 use crate::kv::inflight;
 use crate::migrations::Migrations;
-use crate::sql::cache::{CachedStatement, StatementCache};
 use crate::sql::params::Params;
-use crate::sql::row::{Row, Rows, decode_names, decode_rows};
+use crate::sql::row::{Row, Rows};
+use crate::sql::statement::Connection;
 use crate::sql::transaction::Transaction;
-use crate::state::ActorState;
 use crate::vfs::layout::FileTag;
-
-/// Encoded parameter sets per `wasqlite_run_many` call: enough to spread a
-/// crossing over a few thousand small rows, small enough that the guest's
-/// argument buffer stays a few pages.
-const MANY_CHUNK_BYTES: usize = 64 << 10;
 
 /// An awake actor.
 ///
@@ -67,11 +58,8 @@ const MANY_CHUNK_BYTES: usize = 64 << 10;
 pub struct Actor {
     id: ActorId,
     host: Arc<HostInner>,
-    store: Store<ActorState>,
-    api: GuestApi,
-    /// The guest's `sqlite3*`.
-    db: i32,
-    cache: StatementCache,
+    /// The guest instance, its database and statements.
+    conn: Connection,
     /// Set when a failure left the instance untrustworthy.
     poisoned: Option<String>,
     /// A call has begun and not returned. Seen at the start of the next
@@ -88,8 +76,6 @@ pub struct Actor {
     transaction_aborted: bool,
     /// A dropped `Transaction` asked for a rollback before the next call.
     rollback_pending: bool,
-    /// `sqlite3_last_insert_rowid()` as of the last finished statement.
-    last_rowid: i64,
     _awake: AwakeGuard,
 }
 
@@ -99,28 +85,18 @@ impl std::fmt::Debug for Actor {
     }
 }
 
-/// What a finished statement reports.
-struct Outcome {
-    changes: u64,
-}
-
 impl Actor {
-    pub(crate) fn new(id: ActorId, host: Arc<HostInner>, instance: Instance, awake: AwakeGuard) -> Actor {
-        let Instance { store, api, db } = instance;
+    pub(crate) fn new(id: ActorId, host: Arc<HostInner>, conn: Connection, awake: AwakeGuard) -> Actor {
         Actor {
             id,
             host,
-            store,
-            api,
-            db,
-            cache: StatementCache::default(),
+            conn,
             poisoned: None,
             in_call: false,
             generation: 0,
             rebuilt_because: "",
             transaction_aborted: false,
             rollback_pending: false,
-            last_rowid: 0,
             _awake: awake,
         }
     }
@@ -159,7 +135,7 @@ impl Actor {
     /// safety", for what the next call does.
     pub async fn execute(&mut self, sql: &str, params: impl Into<Params>) -> Result<u64, Error> {
         let params = params.into();
-        self.call(async |actor| actor.run_cached(sql, &params, None).await.map(|o| o.changes)).await
+        self.call(async |actor| actor.conn.run_cached(sql, &params, None).await.map(|o| o.changes)).await
     }
 
     /// Runs one statement once for each parameter set, in order, and
@@ -185,7 +161,7 @@ impl Actor {
     pub async fn execute_many<P: Into<Params>>(&mut self, sql: &str, sets: impl IntoIterator<Item = P>) -> Result<u64, Error> {
         let sets = sets.into_iter().map(Into::into);
         if !self.is_autocommit().await? {
-            return self.many(sql, sets).await;
+            return self.execute_many_in_transaction(sql, sets).await;
         }
         // A failing set drops the guard uncommitted, which rolls back the
         // sets before it; a failing COMMIT rolls back in `commit`.
@@ -196,8 +172,8 @@ impl Actor {
     }
 
     /// `execute_many` inside the caller's transaction.
-    pub(crate) async fn many(&mut self, sql: &str, sets: impl Iterator<Item = Params>) -> Result<u64, Error> {
-        self.call(async |actor| actor.run_many(sql, sets).await).await
+    pub(crate) async fn execute_many_in_transaction(&mut self, sql: &str, sets: impl Iterator<Item = Params>) -> Result<u64, Error> {
+        self.call(async |actor| actor.conn.run_sets(sql, sets).await).await
     }
 
     /// Runs a query and returns every row.
@@ -214,7 +190,7 @@ impl Actor {
         let params = params.into();
         self.call(async |actor| {
             let mut rows = None;
-            actor.run_cached(sql, &params, Some(&mut rows)).await?;
+            actor.conn.run_cached(sql, &params, Some(&mut rows)).await?;
             Ok(rows.unwrap_or_default())
         })
         .await
@@ -247,7 +223,7 @@ impl Actor {
     /// keep their effect, as after an error; that one took effect wholly or not
     /// at all (see [`Actor`], "Cancel safety").
     pub async fn execute_batch(&mut self, sql: &str) -> Result<(), Error> {
-        self.call(async |actor| actor.run_batch(sql).await).await
+        self.call(async |actor| actor.conn.run_batch(sql).await).await
     }
 
     /// Begins a transaction. Dropping the guard without committing rolls back.
@@ -274,7 +250,7 @@ impl Actor {
     ///
     /// Dropping it is safe (see [`Actor`], "Cancel safety").
     pub async fn last_insert_rowid(&mut self) -> Result<i64, Error> {
-        self.call(async |actor| Ok(actor.last_rowid)).await
+        self.call(async |actor| Ok(actor.conn.last_rowid)).await
     }
 
     /// Whether the connection is outside any explicit transaction.
@@ -287,12 +263,13 @@ impl Actor {
     ///
     /// Dropping it is safe (see [`Actor`], "Cancel safety").
     pub async fn is_autocommit(&mut self) -> Result<bool, Error> {
-        self.call(async |actor| actor.api.autocommit(&mut actor.store, actor.db).await).await
+        self.call(async |actor| actor.conn.autocommit().await).await
     }
 
     /// Bytes of linear memory this actor's instance holds.
     pub fn memory_bytes(&self) -> usize {
-        self.store.data().memory.map_or(0, |m| m.data_size(&self.store))
+        let store = &self.conn.store;
+        store.data().memory.map_or(0, |m| m.data_size(store))
     }
 
     /// Closes the database and drops the instance. Its linear memory no
@@ -311,8 +288,8 @@ impl Actor {
     pub async fn sleep(mut self) -> Result<(), Error> {
         // A poisoned instance, or one whose last call was cut off, has
         // nothing worth closing: the KV already holds what it acknowledged.
-        let result = if self.poisoned.is_some() || self.in_call { Ok(()) } else { self.close().await };
-        let kv = self.store.data().files.kv().clone();
+        let result = if self.poisoned.is_some() || self.in_call { Ok(()) } else { self.conn.close().await };
+        let kv = self.conn.store.data().files.kv().clone();
         let id = self.id.clone();
         drop(self);
         inflight::settled(&kv, &id).await;
@@ -332,9 +309,9 @@ impl Actor {
     /// delete finishes on its own and the next wake waits for it.
     pub async fn destroy(mut self) -> Result<(), Error> {
         if self.poisoned.is_none() && !self.in_call {
-            let _ = self.close().await;
+            let _ = self.conn.close().await;
         }
-        let kv = self.store.data().files.kv().clone();
+        let kv = self.conn.store.data().files.kv().clone();
         let id = self.id.clone();
         // Drop the instance (and with it the awake mark) only after the
         // delete, so that no wake can race in between; should this future be
@@ -345,20 +322,6 @@ impl Actor {
         Ok(result?)
     }
 
-    async fn close(&mut self) -> Result<(), Error> {
-        for stmt in self.cache.drain() {
-            self.api.finalize(&mut self.store, stmt.stmt).await?;
-        }
-        let rc = self.api.close(&mut self.store, self.db).await?;
-        let flushed = self.store.data_mut().files.flush_all().await;
-        if rc != sqlite::SQLITE_OK || flushed != sqlite::SQLITE_OK {
-            let kv = self.store.data_mut().files.take_last_error();
-            let code = if rc != sqlite::SQLITE_OK { rc } else { flushed };
-            return Err(Error::Sqlite { code, message: "closing the database failed".into(), kv });
-        }
-        Ok(())
-    }
-
     /// In exclusive locking mode SQLite keeps a rollback journal open once
     /// it has used one (the first transaction on an empty database, or a
     /// commit too large for one KV batch), and while it is open every later
@@ -366,32 +329,28 @@ impl Actor {
     /// Between transactions, switching journal_mode to MEMORY and back
     /// closes it.
     async fn release_journal(&mut self) {
-        let Ok(true) = self.api.autocommit(&mut self.store, self.db).await else { return };
+        let conn = &mut self.conn;
+        let Ok(true) = conn.autocommit().await else { return };
         let mut rows = None;
-        if self.run_cached("PRAGMA journal_mode", &Params::None, Some(&mut rows)).await.is_err() {
+        if conn.run_cached("PRAGMA journal_mode", &Params::None, Some(&mut rows)).await.is_err() {
             return;
         }
         let mode = rows.and_then(|r| r.get(0).and_then(|row| row.get::<String>(0).ok()));
-        if mode.as_deref() != Some("delete") || self.run_batch("PRAGMA journal_mode=MEMORY; PRAGMA journal_mode=DELETE").await.is_err() {
+        if mode.as_deref() != Some("delete") || conn.run_batch("PRAGMA journal_mode=MEMORY; PRAGMA journal_mode=DELETE").await.is_err() {
             return;
         }
         // A cold journal is dead weight (up to a transaction's worth of
         // pages): delete it, as journal_mode=DELETE would outside exclusive
         // mode.
-        self.store.data_mut().files.delete_journal_if_cold().await;
+        conn.store.data_mut().files.delete_journal_if_cold().await;
     }
 
     /// Replaces the instance with a fresh one over the same KV. Statement
     /// handles and any open transaction die with the old instance.
     async fn reset(&mut self, because: &'static str) -> Result<(), Error> {
-        let fresh = self.host.instantiate(&self.id).await?;
+        self.conn = self.host.instantiate(&self.id).await?;
         tracing::info!(actor = %self.id, "instance rebuilt from the KV: {because}");
-        self.store = fresh.store;
-        self.api = fresh.api;
-        self.db = fresh.db;
-        self.cache = StatementCache::default();
         self.rollback_pending = false;
-        self.last_rowid = 0;
         self.generation += 1;
         self.rebuilt_because = because;
         Ok(())
@@ -407,9 +366,9 @@ impl Actor {
     async fn recover_from_cancellation(&mut self) -> Result<(), Error> {
         // Reading the autocommit flag is a field read in the old SQLite, safe
         // even where a statement was cut off; a failure counts as "open".
-        let transaction_open = !matches!(self.api.autocommit(&mut self.store, self.db).await, Ok(true));
+        let transaction_open = !matches!(self.conn.autocommit().await, Ok(true));
         let abandoned = self.rollback_pending;
-        let kv = self.store.data().files.kv().clone();
+        let kv = self.conn.store.data().files.kv().clone();
         inflight::settled(&kv, &self.id).await;
         self.reset("a call was cancelled before it returned").await?;
         // A dropped `Transaction` guard had given the transaction up already.
@@ -436,7 +395,7 @@ impl Actor {
     /// COMMIT, rolling back if it fails.
     pub(crate) async fn commit(&mut self) -> Result<(), Error> {
         self.call(async |actor| {
-            let result = actor.run_batch("COMMIT").await;
+            let result = actor.conn.run_batch("COMMIT").await;
             if result.is_err() {
                 actor.rollback_if_open().await;
             }
@@ -447,8 +406,8 @@ impl Actor {
 
     /// Rolls back an open transaction, if there is one; errors are moot.
     async fn rollback_if_open(&mut self) {
-        if let Ok(false) = self.api.autocommit(&mut self.store, self.db).await {
-            let _ = self.run_batch("ROLLBACK").await;
+        if let Ok(false) = self.conn.autocommit().await {
+            let _ = self.conn.run_batch("ROLLBACK").await;
         }
     }
 
@@ -475,16 +434,17 @@ impl Actor {
     }
 
     async fn run_call<R>(&mut self, f: impl AsyncFnOnce(&mut Actor) -> Result<R, Error>) -> Result<R, Error> {
-        self.store.data_mut().files.begin_call();
+        self.conn.store.data_mut().files.begin_call();
+        self.conn.finalize_retired().await?;
         if self.rollback_pending {
             self.rollback_pending = false;
             self.rollback_if_open().await;
         }
         let result = f(self).await;
-        if let Err(Error::Guest { context, message }) = &result {
+        if let Err(Error::Guest { context, message, .. }) = &result {
             self.poisoned = Some(format!("guest failure while {context}: {message}"));
         }
-        if self.poisoned.is_none() && self.store.data().files.is_open(FileTag::Journal) {
+        if self.poisoned.is_none() && self.conn.store.data().files.is_open(FileTag::Journal) {
             self.release_journal().await;
         }
         if self.poisoned.is_some() {
@@ -493,18 +453,18 @@ impl Actor {
         // With synchronous=OFF SQLite never syncs; flush here so that a
         // statement that returned has reached the KV.
         let mut result = result;
-        if self.store.data().files.has_unflushed() {
-            let rc = self.store.data_mut().files.flush_all().await;
+        if self.conn.store.data().files.has_unflushed() {
+            let rc = self.conn.store.data_mut().files.flush_all().await;
             if rc != sqlite::SQLITE_OK && result.is_ok() {
-                let kv = self.store.data_mut().files.take_last_error();
+                let storage = self.conn.store.data_mut().files.take_last_error();
                 let message = "the statement ran, but its writes did not reach the KV".into();
-                result = Err(Error::Sqlite { code: rc, message, kv });
+                result = Err(Error::Sqlite { code: rc, message, storage });
             }
         }
         // A failed write after one that may have been a commit point: only
         // the KV knows whether the transaction committed, and the caller
         // must not take the error for "nothing happened".
-        let files = &mut self.store.data_mut().files;
+        let files = &mut self.conn.store.data_mut().files;
         let write_failed = files.take_write_failed();
         if write_failed && files.may_have_committed() {
             result = result.map_err(|e| Error::OutcomeUnknown { source: Box::new(e) });
@@ -514,215 +474,12 @@ impl Actor {
         // so start over from there: a fresh instance recovers any hot journal
         // and reads only committed data. The warm cache is the only loss.
         if write_failed
-            && (result.is_err() || self.store.data().files.has_unflushed())
+            && (result.is_err() || self.conn.store.data().files.has_unflushed())
             && let Err(e) = self.reset("a KV write failed").await
         {
             self.poisoned = Some(format!("restarting after a failed KV write: {e}"));
         }
         result
-    }
-
-    async fn sqlite_error(&mut self, rc: i32) -> Error {
-        let code = self.api.errcode(&mut self.store, self.db).await.unwrap_or(rc);
-        let message = self.api.errmsg(&mut self.store, self.db).await.unwrap_or_else(|e| e.to_string());
-        let kv = self.store.data_mut().files.take_last_error();
-        Error::Sqlite { code, message, kv }
-    }
-
-    /// Prepares the first statement of `sql`, which must be the only one.
-    async fn prepare_single(&mut self, sql: &str) -> Result<Prepared, Error> {
-        let ptr = self.api.stage(&mut self.store, sql.as_bytes()).await?;
-        let (rc, prepared) = self.api.prepare(&mut self.store, self.db, ptr, sql.len()).await?;
-        if rc != sqlite::SQLITE_OK {
-            return Err(self.sqlite_error(rc).await);
-        }
-        if prepared.stmt == 0 {
-            return Err(Error::Sqlite { code: sqlite::SQLITE_MISUSE, message: "the SQL text holds no statement".into(), kv: None });
-        }
-        let rest = sql.get(prepared.tail..).unwrap_or("");
-        if !rest.trim_matches(|c: char| c.is_whitespace() || c == ';').is_empty() {
-            // Comments alone are fine; anything SQLite would run is not.
-            // Comments never fail to prepare, so an error means a statement
-            // (one that depends on the first, say) follows.
-            let offset = ptr + prepared.tail as i32;
-            let (rc, next) = self.api.prepare(&mut self.store, self.db, offset, rest.len()).await?;
-            if rc != sqlite::SQLITE_OK || next.stmt != 0 {
-                if next.stmt != 0 {
-                    self.api.finalize(&mut self.store, next.stmt).await?;
-                }
-                self.api.finalize(&mut self.store, prepared.stmt).await?;
-                return Err(Error::MultipleStatements);
-            }
-        }
-        Ok(prepared)
-    }
-
-    /// The cached statement for `sql`, prepared now if it is not cached.
-    async fn cached(&mut self, sql: &str) -> Result<CachedStatement, Error> {
-        if let Some(cached) = self.cache.get(sql) {
-            return Ok(cached);
-        }
-        let prepared = self.prepare_single(sql).await?;
-        if let Some(evicted) = self.cache.insert(sql, prepared) {
-            self.api.finalize(&mut self.store, evicted.stmt).await?;
-        }
-        Ok(CachedStatement { prepared, columns: None })
-    }
-
-    /// Runs `sql` through the statement cache, collecting rows into `rows`
-    /// when asked.
-    async fn run_cached(&mut self, sql: &str, params: &Params, rows: Option<&mut Option<Rows>>) -> Result<Outcome, Error> {
-        let cached = self.cached(sql).await?;
-        let columns = match (&rows, cached.columns) {
-            (None, _) => None,
-            (Some(_), Some(columns)) => Some(columns),
-            (Some(_), None) => {
-                let columns = self.column_names(cached.prepared).await?;
-                self.cache.set_columns(sql, columns.clone());
-                Some(columns)
-            }
-        };
-        self.run(cached.prepared, columns, params, rows).await
-    }
-
-    async fn column_names(&mut self, stmt: Prepared) -> Result<Arc<[String]>, Error> {
-        let (rc, names) = self.api.column_names(&mut self.store, stmt.stmt).await?;
-        if rc != sqlite::SQLITE_OK {
-            return Err(self.sqlite_error(rc).await);
-        }
-        Ok(decode_names(names)?.into())
-    }
-
-    /// Binds, steps to the end and reports; rows go to `rows` when asked
-    /// (with `columns`). The guest resets the statement when it ends.
-    async fn run(
-        &mut self,
-        stmt: Prepared,
-        columns: Option<Arc<[String]>>,
-        params: &Params,
-        rows: Option<&mut Option<Rows>>,
-    ) -> Result<Outcome, Error> {
-        let encoded = params.encode(stmt.param_count)?;
-        let params_ptr = if encoded.is_empty() { 0 } else { self.api.stage(&mut self.store, &encoded).await? };
-        let mut collected = columns.map(Rows::new);
-        let columns = stmt.column_count;
-        let mut sink = |bytes: &[u8], count: usize| match collected.as_mut() {
-            Some(rows) => decode_rows(bytes, count, columns, |values| rows.push(values)),
-            None => Ok(()),
-        };
-        let mut step = self.api.run(&mut self.store, stmt.stmt, params_ptr, encoded.len(), &mut sink).await?;
-        loop {
-            match step {
-                Step::More => step = self.api.next(&mut self.store, stmt.stmt, &mut sink).await?,
-                Step::Done { changes, last_rowid } => {
-                    self.last_rowid = last_rowid;
-                    if let Some(out) = rows {
-                        *out = collected;
-                    }
-                    return Ok(Outcome { changes: changes.max(0) as u64 });
-                }
-                Step::Failed(rc) => return Err(self.run_error(stmt, params, rc).await),
-            }
-        }
-    }
-
-    /// Runs `sql` once per set, up to [`MANY_CHUNK_BYTES`] of encoded sets
-    /// per guest call. Sets before a failing one keep their effect, as a
-    /// loop over `run` would leave them.
-    async fn run_many(&mut self, sql: &str, sets: impl Iterator<Item = Params>) -> Result<u64, Error> {
-        let stmt = self.cached(sql).await?.prepared;
-        let mut sets = sets.peekable();
-        let mut chunk: Vec<Params> = Vec::new();
-        let mut encoded = Vec::new();
-        let mut first = 0;
-        let mut changes = 0;
-        while sets.peek().is_some() {
-            chunk.clear();
-            encoded.clear();
-            // A set that does not encode ends the run after the sets before it.
-            let mut unencodable = None;
-            for set in sets.by_ref() {
-                let at = encoded.len();
-                encoded.extend_from_slice(&[0; 4]);
-                if let Err(e) = set.encode_into(&mut encoded, stmt.param_count) {
-                    encoded.truncate(at);
-                    unencodable = Some(Error::ParameterSet { index: first + chunk.len(), source: Box::new(e) });
-                    break;
-                }
-                let len = u32::try_from(encoded.len() - at - 4).map_err(|_| Error::TooBig { what: "parameter set", len: encoded.len() - at - 4 })?;
-                encoded[at..at + 4].copy_from_slice(&len.to_le_bytes());
-                chunk.push(set);
-                if encoded.len() >= MANY_CHUNK_BYTES {
-                    break;
-                }
-            }
-            if !chunk.is_empty() {
-                let ptr = self.api.stage(&mut self.store, &encoded).await?;
-                let ran = self.api.run_many(&mut self.store, stmt.stmt, ptr, encoded.len()).await?;
-                changes += ran.changes.max(0) as u64;
-                self.last_rowid = ran.last_rowid;
-                if ran.rc != sqlite::SQLITE_DONE {
-                    let Some(set) = chunk.get(ran.done) else {
-                        return Err(Error::Guest { context: "running parameter sets", message: format!("the guest reports failing set {} of {}", ran.done, chunk.len()) });
-                    };
-                    let source = self.run_error(stmt, set, ran.rc).await;
-                    return Err(Error::ParameterSet { index: first + ran.done, source: Box::new(source) });
-                }
-            }
-            if let Some(e) = unencodable {
-                return Err(e);
-            }
-            first += chunk.len();
-        }
-        Ok(changes)
-    }
-
-    /// The error for a run of `stmt` with `params` that failed with `rc`:
-    /// a parameter problem, or SQLite's own error.
-    async fn run_error(&mut self, stmt: Prepared, params: &Params, rc: i32) -> Error {
-        if rc == BAD_PARAMS || rc == sqlite::SQLITE_RANGE {
-            self.bind_error(stmt, params, rc).await
-        } else {
-            self.sqlite_error(rc).await
-        }
-    }
-
-    async fn bind_error(&mut self, stmt: Prepared, params: &Params, rc: i32) -> Error {
-        if rc == BAD_PARAMS {
-            return Error::Guest { context: "binding parameters", message: "the guest could not decode them".into() };
-        }
-        if rc == sqlite::SQLITE_RANGE {
-            // Find the name the statement lacks by binding each alone.
-            for (name, one) in params.each_named() {
-                let Ok(ptr) = self.api.stage(&mut self.store, &one).await else { break };
-                if let Ok(sqlite::SQLITE_RANGE) = self.api.bind(&mut self.store, stmt.stmt, ptr, one.len()).await {
-                    return Error::UnknownParameter { name };
-                }
-            }
-        }
-        self.sqlite_error(rc).await
-    }
-
-    /// Runs every statement of `sql` in order.
-    async fn run_batch(&mut self, sql: &str) -> Result<(), Error> {
-        let base = self.api.stage(&mut self.store, sql.as_bytes()).await?;
-        let mut offset = 0usize;
-        while offset < sql.len() {
-            let (rc, prepared) = self.api.prepare(&mut self.store, self.db, base + offset as i32, sql.len() - offset).await?;
-            if rc != sqlite::SQLITE_OK {
-                return Err(self.sqlite_error(rc).await);
-            }
-            if prepared.stmt == 0 {
-                break;
-            }
-            offset += prepared.tail.max(1);
-            let result = self.run(prepared, None, &Params::None, None).await;
-            self.api.finalize(&mut self.store, prepared.stmt).await?;
-            result?;
-            // A statement may have replaced the staged text's buffer only if
-            // it staged parameters, which batches never do.
-        }
-        Ok(())
     }
 
     /// Brings the schema up to `migrations.latest()`.

@@ -2,7 +2,7 @@
 //!
 //! SQLite's own failures keep its extended result code and message
 //! ([`Error::Sqlite`]); when the VFS caused them (a KV failure, a batch that
-//! broke a limit), the VFS's description rides along in `kv`. Guest traps and
+//! broke a limit), the VFS's description rides along in `storage`. Guest traps and
 //! ABI problems are kept apart from SQL errors: they poison the actor.
 
 use crate::actor_id::ActorId;
@@ -13,14 +13,15 @@ use crate::kv::KvError;
 #[non_exhaustive]
 pub enum Error {
     /// SQLite returned an error.
-    #[error("{message} ({}){}", code_name(*code), kv.as_ref().map(|k| format!("; storage: {k}")).unwrap_or_default())]
+    #[error("{message} ({}){}", code_name(*code), storage.as_ref().map(|k| format!("; storage: {k}")).unwrap_or_default())]
     Sqlite {
         /// SQLite's extended result code.
         code: i32,
         /// SQLite's message (`sqlite3_errmsg`).
         message: String,
-        /// What the VFS reported, when storage caused the error.
-        kv: Option<String>,
+        /// The storage layer's description of what failed, when the KV or
+        /// the VFS caused the error.
+        storage: Option<String>,
     },
     /// A KV call made by the host itself (not through SQLite) failed.
     #[error(transparent)]
@@ -30,8 +31,12 @@ pub enum Error {
     Guest {
         /// What the host was doing.
         context: &'static str,
-        /// The trap or the broken expectation.
+        /// The trap or the broken expectation, in one line.
         message: String,
+        /// The engine's error behind a trap, with its whole chain (and the
+        /// wasm backtrace, when there is one).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
     /// The guest module speaks another ABI version.
     #[error("the guest module has ABI version {found}, this host speaks {expected}; rebuild it with wasm/build.sh")]
@@ -125,7 +130,13 @@ pub enum Error {
         /// Columns in the row.
         count: usize,
     },
-    /// A column holds a value that does not convert to the requested type.
+    /// No column of the row has this name.
+    #[error("the row has no column named '{name}'")]
+    UnknownColumn {
+        /// The name asked for.
+        name: String,
+    },
+        /// A column holds a value that does not convert to the requested type.
     #[error("column {index} holds {found}, which is not {expected}")]
     ColumnType {
         /// The column.
@@ -160,6 +171,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// The guest broke an expectation of the ABI while the host was `context`.
+    pub(crate) fn guest(context: &'static str, message: impl Into<String>) -> Error {
+        Error::Guest { context, message: message.into(), source: None }
+    }
+
+    /// The engine failed a guest call (a trap, a dropped fiber) while the
+    /// host was `context`: the root cause is the message, the whole error
+    /// the source.
+    pub(crate) fn trap(context: &'static str, error: wasmtime::Error) -> Error {
+        let message = error.root_cause().to_string();
+        Error::Guest { context, message, source: Some(error.into()) }
+    }
+
     /// SQLite's extended result code, for [`Error::Sqlite`] and the error
     /// inside [`Error::ParameterSet`] or [`Error::OutcomeUnknown`].
     pub fn sqlite_code(&self) -> Option<i32> {

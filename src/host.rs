@@ -15,6 +15,7 @@ use crate::guest::CallMode;
 use crate::guest::exports::GuestApi;
 use crate::kv::{KvError, KvLimits, KvStore, inflight};
 use crate::migrations::Migrations;
+use crate::sql::statement::Connection;
 use crate::state::{ActorState, Gauges};
 use crate::vfs::layout::CHUNK_SIZE;
 
@@ -42,14 +43,6 @@ pub(crate) struct HostInner {
     awake: Mutex<HashSet<ActorId>>,
 }
 
-/// A fresh guest instance with the actor's database open.
-pub(crate) struct Instance {
-    pub(crate) store: Store<ActorState>,
-    pub(crate) api: GuestApi,
-    /// The guest's `sqlite3*`.
-    pub(crate) db: i32,
-}
-
 impl HostInner {
     fn awake(&self) -> std::sync::MutexGuard<'_, HashSet<ActorId>> {
         self.awake.lock().unwrap_or_else(|p| p.into_inner())
@@ -65,7 +58,7 @@ impl HostInner {
 
     /// Builds a Store, instantiates the guest in it and opens the database.
     /// On error everything built is dropped before returning.
-    pub(crate) async fn instantiate(&self, id: &ActorId) -> Result<Instance, Error> {
+    pub(crate) async fn instantiate(&self, id: &ActorId) -> Result<Connection, Error> {
         let state =
             ActorState::new(self.kv.clone(), id.clone(), self.gauges.clone(), self.config.engine.max_memory, self.config.seed);
         let mut store = Store::new(&self.runtime.engine, state);
@@ -76,11 +69,11 @@ impl HostInner {
         }
         .map_err(|e| match (e.is::<wasmtime::PoolConcurrencyLimitError>(), self.config.engine.pooling) {
             (true, Some(slots)) => Error::PoolFull { slots },
-            _ => Error::Guest { context: "instantiating the guest", message: format!("{e:?}") },
+            _ => Error::trap("instantiating the guest", e),
         })?;
         let api = GuestApi::new(&mut store, &instance, &self.runtime.exports, self.call_mode).await?;
         let db = api.open(&mut store).await?;
-        Ok(Instance { store, api, db })
+        Ok(Connection::new(store, api, db))
     }
 }
 
@@ -248,7 +241,8 @@ fn check_limits(limits: KvLimits) -> Result<(), Error> {
         || limits.max_batch_bytes < page_entry + meta_entry
     {
         return Err(Error::Config(format!(
-            "KV limits {limits:?} cannot hold one {CHUNK_SIZE}-byte page and its meta key in one batch"
+            "KV limits (keys up to {} bytes, values up to {} bytes, {} keys and {} bytes per batch) cannot hold one {CHUNK_SIZE}-byte page and its meta key in one batch",
+            limits.max_key_size, limits.max_value_size, limits.max_keys_per_batch, limits.max_batch_bytes
         )));
     }
     Ok(())

@@ -24,6 +24,9 @@ async fn crud_round_trip() {
     assert_eq!(row.columns(), ["name", "age"]);
     assert_eq!(row.get::<String>(0).unwrap(), "ada");
     assert_eq!(row.get_named::<i64>("age").unwrap(), 37);
+    let err = row.get_named::<i64>("height").unwrap_err();
+    assert!(matches!(&err, Error::UnknownColumn { name } if name == "height"), "{err:?}");
+    assert_eq!(err.to_string(), "the row has no column named 'height'");
 
     assert_eq!(a.execute("DELETE FROM users WHERE age > ?1", params![40]).await.unwrap(), 1);
     let names: Vec<String> =

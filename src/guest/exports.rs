@@ -13,6 +13,7 @@ use wasmtime::{Extern, Instance, Memory, Module, ModuleExport, Store, TypedFunc,
 
 use super::CallMode;
 use super::abi::ABI_VERSION;
+use super::handles::{DbHandle, GuestPtr, StmtHandle, StmtRef};
 use super::memory::{c_str, read_i32, slice, slice_mut};
 use crate::error::Error;
 use crate::state::ActorState;
@@ -21,12 +22,19 @@ use crate::state::ActorState;
 const MAX_MESSAGE: usize = 64 * 1024;
 
 /// What `wasqlite_prepare` reports (PrepareResult in sql_api.c).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Prepared {
-    /// Statement handle; 0 when the text held no statement.
-    pub(crate) stmt: i32,
+pub(crate) struct Prepare {
+    /// SQLite's code.
+    pub(crate) rc: i32,
+    /// The statement; `None` when the text held none (or on error).
+    pub(crate) prepared: Option<Prepared>,
     /// Bytes of the SQL text consumed.
     pub(crate) tail: usize,
+}
+
+/// A statement the guest prepared, and its shape.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) stmt: StmtHandle,
     pub(crate) column_count: usize,
     pub(crate) param_count: usize,
 }
@@ -76,7 +84,7 @@ pub(crate) struct GuestApi {
     /// 32 bytes of guest memory for out-parameters (PrepareResult,
     /// StepResult and Buffer in sql_api.c, the largest 32).
     scratch: i32,
-    /// A grow-only guest buffer for SQL text and parameters.
+    /// A grow-only guest buffer for SQL text and parameters (0: none yet).
     arg_buf: i32,
     arg_cap: usize,
     /// How this instance's imports were linked.
@@ -97,7 +105,7 @@ async fn invoke<P: WasmParams + Send + Sync, R: WasmResults + Send + Sync>(
 }
 
 fn guest_err(context: &'static str) -> impl FnOnce(wasmtime::Error) -> Error {
-    move |source| Error::Guest { context, message: format!("{source:?}") }
+    move |source| Error::trap(context, source)
 }
 
 fn bad_step_result() -> Error {
@@ -105,7 +113,7 @@ fn bad_step_result() -> Error {
 }
 
 fn bad_guest_pointer(context: &'static str) -> Error {
-    Error::Guest { context, message: "the guest returned an out-of-bounds pointer".into() }
+    Error::guest(context, "the guest returned an out-of-bounds pointer")
 }
 
 /// The guest's exports, looked up by name once per compiled module.
@@ -173,7 +181,7 @@ impl GuestApi {
                 let func = instance
                     .get_module_export(&mut *store, &index.funcs[slot])
                     .and_then(Extern::into_func)
-                    .ok_or(Error::Guest { context: "resolving exports", message: format!("{name} is not a function") })?;
+                    .ok_or(Error::guest("resolving exports", format!("{name} is not a function")))?;
                 slot += 1;
                 if verified {
                     // SAFETY: an instance of this same module passed `typed`'s
@@ -181,14 +189,14 @@ impl GuestApi {
                     // a module's export types never change.
                     unsafe { TypedFunc::new_unchecked(&*store, func) }
                 } else {
-                    func.typed(&*store).map_err(|e| Error::Guest { context: "checking export signatures", message: format!("{name}: {e}") })?
+                    func.typed(&*store).map_err(|e| Error::guest("checking export signatures", format!("{name}: {e}")))?
                 }
             }};
         }
         let memory = instance
             .get_module_export(&mut *store, &index.memory)
             .and_then(Extern::into_memory)
-            .ok_or(Error::Guest { context: "resolving exports", message: "the module exports no memory".into() })?;
+            .ok_or(Error::guest("resolving exports", "the module exports no memory"))?;
         store.data_mut().memory = Some(memory);
 
         let version: TypedFunc<(), i32> = export!();
@@ -203,9 +211,9 @@ impl GuestApi {
                 instance
                     .get_module_export(&mut *store, export)
                     .and_then(Extern::into_func)
-                    .ok_or(Error::Guest { context: "resolving exports", message: "_initialize is not a function".into() })?
+                    .ok_or(Error::guest("resolving exports", "_initialize is not a function"))?
                     .typed::<(), ()>(&*store)
-                    .map_err(|e| Error::Guest { context: "checking export signatures", message: format!("_initialize: {e}") })?,
+                    .map_err(|e| Error::guest("checking export signatures", format!("_initialize: {e}")))?,
             ),
             None => None,
         };
@@ -243,14 +251,14 @@ impl GuestApi {
         let n = i32::try_from(n).map_err(|_| Error::TooBig { what: "argument", len: n })?;
         let p = invoke(self.mode, &self.malloc, store, n).await.map_err(guest_err("wasqlite_malloc"))?;
         if p == 0 {
-            return Err(Error::Sqlite { code: crate::codes::SQLITE_NOMEM, message: format!("guest could not allocate {n} bytes"), kv: None });
+            return Err(Error::Sqlite { code: crate::codes::SQLITE_NOMEM, message: format!("guest could not allocate {n} bytes"), storage: None });
         }
         Ok(p)
     }
 
     /// Copies `bytes` into the reusable argument buffer and returns its
     /// guest address.
-    pub(crate) async fn stage(&mut self, store: &mut Store<ActorState>, bytes: &[u8]) -> Result<i32, Error> {
+    pub(crate) async fn stage(&mut self, store: &mut Store<ActorState>, bytes: &[u8]) -> Result<GuestPtr, Error> {
         if bytes.len() > self.arg_cap {
             if self.arg_buf != 0 {
                 invoke(self.mode, &self.free, store, self.arg_buf).await.map_err(guest_err("wasqlite_free"))?;
@@ -264,42 +272,40 @@ impl GuestApi {
         let dst = slice_mut(self.memory.data_mut(&mut *store), self.arg_buf, bytes.len() as i32)
             .ok_or_else(|| bad_guest_pointer("staging an argument"))?;
         dst.copy_from_slice(bytes);
-        Ok(self.arg_buf)
+        Ok(GuestPtr(self.arg_buf))
     }
 
     /// Opens the actor's database; returns the connection handle.
-    pub(crate) async fn open(&self, store: &mut Store<ActorState>) -> Result<i32, Error> {
+    pub(crate) async fn open(&self, store: &mut Store<ActorState>) -> Result<DbHandle, Error> {
         let rc = invoke(self.mode, &self.open, store, self.scratch).await.map_err(guest_err("wasqlite_open"))?;
         let db = read_i32(self.memory.data(&*store), self.scratch).ok_or_else(|| bad_guest_pointer("wasqlite_open"))?;
         if rc != 0 {
-            let message = if db != 0 { self.errmsg(store, db).await? } else { "sqlite3_open_v2 failed".into() };
-            return Err(Error::Sqlite { code: rc, message, kv: store.data_mut().files.take_last_error() });
+            let message = if db != 0 { self.errmsg(store, DbHandle(db)).await? } else { "sqlite3_open_v2 failed".into() };
+            return Err(Error::Sqlite { code: rc, message, storage: store.data_mut().files.take_last_error() });
         }
-        Ok(db)
+        Ok(DbHandle(db))
     }
 
-    pub(crate) async fn close(&self, store: &mut Store<ActorState>, db: i32) -> Result<i32, Error> {
-        invoke(self.mode, &self.close, store, db).await.map_err(guest_err("wasqlite_close"))
+    pub(crate) async fn close(&self, store: &mut Store<ActorState>, db: DbHandle) -> Result<i32, Error> {
+        invoke(self.mode, &self.close, store, db.0).await.map_err(guest_err("wasqlite_close"))
     }
 
     /// Prepares the first statement of the `len` bytes of SQL at `sql`.
-    pub(crate) async fn prepare(&self, store: &mut Store<ActorState>, db: i32, sql: i32, len: usize) -> Result<(i32, Prepared), Error> {
-        let rc = invoke(self.mode, &self.prepare, store, (db, sql, len as i32, self.scratch))
+    pub(crate) async fn prepare(&self, store: &mut Store<ActorState>, db: DbHandle, sql: GuestPtr, len: usize) -> Result<Prepare, Error> {
+        let len_arg = i32::try_from(len).map_err(|_| Error::TooBig { what: "SQL text", len })?;
+        let rc = invoke(self.mode, &self.prepare, store, (db.0, sql.0, len_arg, self.scratch))
             .await
             .map_err(guest_err("wasqlite_prepare"))?;
         let mem = self.memory.data(&*store);
         let field = |i: i32| read_i32(mem, self.scratch + 4 * i).ok_or_else(|| bad_guest_pointer("wasqlite_prepare"));
-        let prepared = Prepared {
-            stmt: field(0)?,
-            tail: field(1)?.max(0) as usize,
-            column_count: field(2)?.max(0) as usize,
-            param_count: field(3)?.max(0) as usize,
-        };
-        Ok((rc, prepared))
+        let count = |i: i32| field(i).map(|n| usize::try_from(n).unwrap_or(0));
+        let (column_count, param_count) = (count(2)?, count(3)?);
+        let prepared = StmtHandle::new(field(0)?).map(|stmt| Prepared { stmt, column_count, param_count });
+        Ok(Prepare { rc, prepared, tail: count(1)?.min(len) })
     }
 
-    pub(crate) async fn bind(&self, store: &mut Store<ActorState>, stmt: i32, params: i32, len: usize) -> Result<i32, Error> {
-        invoke(self.mode, &self.bind, store, (stmt, params, len as i32)).await.map_err(guest_err("wasqlite_bind"))
+    pub(crate) async fn bind(&self, store: &mut Store<ActorState>, stmt: StmtRef, params: GuestPtr, len: usize) -> Result<i32, Error> {
+        invoke(self.mode, &self.bind, store, (stmt.0, params.0, len as i32)).await.map_err(guest_err("wasqlite_bind"))
     }
 
     /// Binds `len` bytes of encoded parameters at `params` (none when `len`
@@ -307,12 +313,12 @@ impl GuestApi {
     pub(crate) async fn run(
         &self,
         store: &mut Store<ActorState>,
-        stmt: i32,
-        params: i32,
+        stmt: StmtRef,
+        params: GuestPtr,
         len: usize,
         on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
     ) -> Result<Step, Error> {
-        let rc = invoke(self.mode, &self.run, store, (stmt, params, len as i32, self.scratch))
+        let rc = invoke(self.mode, &self.run, store, (stmt.0, params.0, len as i32, self.scratch))
             .await
             .map_err(guest_err("wasqlite_run"))?;
         self.step_result(store, rc, on_rows)
@@ -322,10 +328,10 @@ impl GuestApi {
     pub(crate) async fn next(
         &self,
         store: &mut Store<ActorState>,
-        stmt: i32,
+        stmt: StmtRef,
         on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
     ) -> Result<Step, Error> {
-        let rc = invoke(self.mode, &self.next, store, (stmt, self.scratch)).await.map_err(guest_err("wasqlite_next"))?;
+        let rc = invoke(self.mode, &self.next, store, (stmt.0, self.scratch)).await.map_err(guest_err("wasqlite_next"))?;
         self.step_result(store, rc, on_rows)
     }
 
@@ -336,11 +342,11 @@ impl GuestApi {
     pub(crate) async fn run_many(
         &self,
         store: &mut Store<ActorState>,
-        stmt: i32,
-        sets: i32,
+        stmt: StmtRef,
+        sets: GuestPtr,
         len: usize,
     ) -> Result<ManyResult, Error> {
-        let rc = invoke(self.mode, &self.run_many, store, (stmt, sets, len as i32, self.scratch))
+        let rc = invoke(self.mode, &self.run_many, store, (stmt.0, sets.0, len as i32, self.scratch))
             .await
             .map_err(guest_err("wasqlite_run_many"))?;
         let mem = self.memory.data(&*store);
@@ -382,8 +388,8 @@ impl GuestApi {
     }
 
     /// The encoded column names of `stmt`.
-    pub(crate) async fn column_names<'a>(&self, store: &'a mut Store<ActorState>, stmt: i32) -> Result<(i32, &'a [u8]), Error> {
-        let rc = invoke(self.mode, &self.column_names, store, (stmt, self.scratch))
+    pub(crate) async fn column_names<'a>(&self, store: &'a mut Store<ActorState>, stmt: StmtRef) -> Result<(i32, &'a [u8]), Error> {
+        let rc = invoke(self.mode, &self.column_names, store, (stmt.0, self.scratch))
             .await
             .map_err(guest_err("wasqlite_column_names"))?;
         Ok((rc, self.out_buffer(store, "wasqlite_column_names")?))
@@ -396,20 +402,21 @@ impl GuestApi {
         ptr.zip(len).and_then(|(p, n)| slice(mem, p, n)).ok_or_else(|| bad_guest_pointer(context))
     }
 
-    pub(crate) async fn finalize(&self, store: &mut Store<ActorState>, stmt: i32) -> Result<i32, Error> {
-        invoke(self.mode, &self.finalize, store, stmt).await.map_err(guest_err("wasqlite_finalize"))
+    /// `sqlite3_finalize`; takes the statement, whose only owner this is.
+    pub(crate) async fn finalize(&self, store: &mut Store<ActorState>, stmt: StmtHandle) -> Result<i32, Error> {
+        invoke(self.mode, &self.finalize, store, stmt.into_raw()).await.map_err(guest_err("wasqlite_finalize"))
     }
 
-    pub(crate) async fn autocommit(&self, store: &mut Store<ActorState>, db: i32) -> Result<bool, Error> {
-        Ok(invoke(self.mode, &self.autocommit, store, db).await.map_err(guest_err("wasqlite_autocommit"))? != 0)
+    pub(crate) async fn autocommit(&self, store: &mut Store<ActorState>, db: DbHandle) -> Result<bool, Error> {
+        Ok(invoke(self.mode, &self.autocommit, store, db.0).await.map_err(guest_err("wasqlite_autocommit"))? != 0)
     }
 
-    pub(crate) async fn errcode(&self, store: &mut Store<ActorState>, db: i32) -> Result<i32, Error> {
-        invoke(self.mode, &self.errcode, store, db).await.map_err(guest_err("wasqlite_errcode"))
+    pub(crate) async fn errcode(&self, store: &mut Store<ActorState>, db: DbHandle) -> Result<i32, Error> {
+        invoke(self.mode, &self.errcode, store, db.0).await.map_err(guest_err("wasqlite_errcode"))
     }
 
-    pub(crate) async fn errmsg(&self, store: &mut Store<ActorState>, db: i32) -> Result<String, Error> {
-        let ptr = invoke(self.mode, &self.errmsg, store, db).await.map_err(guest_err("wasqlite_errmsg"))?;
+    pub(crate) async fn errmsg(&self, store: &mut Store<ActorState>, db: DbHandle) -> Result<String, Error> {
+        let ptr = invoke(self.mode, &self.errmsg, store, db.0).await.map_err(guest_err("wasqlite_errmsg"))?;
         let bytes = c_str(self.memory.data(&*store), ptr, MAX_MESSAGE).ok_or_else(|| bad_guest_pointer("wasqlite_errmsg"))?;
         Ok(String::from_utf8_lossy(bytes).into_owned())
     }

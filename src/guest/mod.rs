@@ -4,6 +4,7 @@
 
 pub(crate) mod abi;
 pub(crate) mod exports;
+pub(crate) mod handles;
 pub(crate) mod imports;
 pub(crate) mod memory;
 

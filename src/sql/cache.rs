@@ -1,10 +1,13 @@
 //! `StatementCache`: prepared statements kept inside the guest between
 //! calls, keyed by SQL text, so that a repeated statement skips the parser
-//! (and a repeated query skips fetching its column names). The cache owns
-//! the guest handles; `Actor::sleep` finalizes them all.
+//! (and a repeated query skips fetching its column names).
 //!
-//! Invariant: every cached statement is reset (the guest resets a statement
-//! when it finishes or fails), so it can run again at any time.
+//! Invariants:
+//! 1. The cache owns each cached statement's handle; it gives one up only
+//!    by eviction or `drain`, to the caller, who retires it
+//!    (`Connection::retire`).
+//! 2. Every cached statement is reset (the guest resets a statement when it
+//!    finishes or fails), so it can run again at any time.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,40 +15,62 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::guest::exports::Prepared;
+use crate::guest::handles::{StmtHandle, StmtRef};
 
-/// Statements kept at most; the oldest is finalized to make room.
+/// Statements kept at most; the oldest is evicted to make room.
 pub(crate) const CAPACITY: usize = 32;
 
-/// A prepared statement and, once a query has needed them, its column names.
+struct Entry {
+    prepared: Prepared,
+    columns: Option<Arc<[String]>>,
+}
+
+/// A cached statement, lent for one call.
 #[derive(Clone)]
-pub(crate) struct CachedStatement {
-    pub(crate) prepared: Prepared,
+pub(crate) struct Cached {
+    pub(crate) stmt: StmtRef,
+    pub(crate) column_count: usize,
+    pub(crate) param_count: usize,
+    /// Its column names, once a query has needed them.
     pub(crate) columns: Option<Arc<[String]>>,
+}
+
+impl Entry {
+    fn lend(&self) -> Cached {
+        Cached {
+            stmt: self.prepared.stmt.as_ref(),
+            column_count: self.prepared.column_count,
+            param_count: self.prepared.param_count,
+            columns: self.columns.clone(),
+        }
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct StatementCache {
-    statements: FxHashMap<Box<str>, CachedStatement>,
+    statements: FxHashMap<Box<str>, Entry>,
     /// Insertion order, oldest first.
     order: VecDeque<Box<str>>,
 }
 
 impl StatementCache {
-    pub(crate) fn get(&self, sql: &str) -> Option<CachedStatement> {
-        self.statements.get(sql).cloned()
+    pub(crate) fn get(&self, sql: &str) -> Option<Cached> {
+        self.statements.get(sql).map(Entry::lend)
     }
 
-    /// Adds a new statement; yields the handle evicted, if any, for the
-    /// caller to finalize.
-    pub(crate) fn insert(&mut self, sql: &str, prepared: Prepared) -> Option<Prepared> {
+    /// Adds a new statement and lends it back, with the handle evicted to
+    /// make room, if any.
+    pub(crate) fn insert(&mut self, sql: &str, prepared: Prepared) -> (Cached, Option<StmtHandle>) {
         let evicted = if self.statements.len() >= CAPACITY {
-            self.order.pop_front().and_then(|oldest| self.statements.remove(&oldest)).map(|c| c.prepared)
+            self.order.pop_front().and_then(|oldest| self.statements.remove(&oldest)).map(|e| e.prepared.stmt)
         } else {
             None
         };
+        let entry = Entry { prepared, columns: None };
+        let lent = entry.lend();
         self.order.push_back(sql.into());
-        self.statements.insert(sql.into(), CachedStatement { prepared, columns: None });
-        evicted
+        self.statements.insert(sql.into(), entry);
+        (lent, evicted)
     }
 
     pub(crate) fn set_columns(&mut self, sql: &str, columns: Arc<[String]>) {
@@ -55,8 +80,8 @@ impl StatementCache {
     }
 
     /// Every cached handle, emptying the cache.
-    pub(crate) fn drain(&mut self) -> Vec<Prepared> {
+    pub(crate) fn drain(&mut self) -> Vec<StmtHandle> {
         self.order.clear();
-        self.statements.drain().map(|(_, s)| s.prepared).collect()
+        self.statements.drain().map(|(_, e)| e.prepared.stmt).collect()
     }
 }

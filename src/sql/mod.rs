@@ -4,5 +4,6 @@
 pub(crate) mod cache;
 pub(crate) mod params;
 pub(crate) mod row;
+pub(crate) mod statement;
 pub(crate) mod transaction;
 pub(crate) mod value;

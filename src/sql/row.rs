@@ -30,10 +30,10 @@ impl Row {
     ///
     /// # Errors
     ///
-    /// As [`Row::get`]; an unknown name is [`Error::ColumnIndex`] with the
-    /// column count as index.
+    /// As [`Row::get`]; [`Error::UnknownColumn`] when no column has the
+    /// name.
     pub fn get_named<T: FromValue>(&self, name: &str) -> Result<T, Error> {
-        let index = self.columns.iter().position(|c| c == name).unwrap_or(self.columns.len());
+        let index = self.columns.iter().position(|c| c == name).ok_or_else(|| Error::UnknownColumn { name: name.to_owned() })?;
         self.get(index)
     }
 
@@ -112,7 +112,7 @@ impl<'a> IntoIterator for &'a Rows {
 }
 
 fn malformed(what: &str) -> Error {
-    Error::Guest { context: "decoding a row", message: what.to_owned() }
+    Error::guest("decoding a row", what.to_owned())
 }
 
 fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {

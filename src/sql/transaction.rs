@@ -59,7 +59,7 @@ impl<'a> Transaction<'a> {
     /// call returns [`Error::TransactionAborted`] (see [`Actor`], "Cancel
     /// safety").
     pub async fn execute_many<P: Into<Params>>(&mut self, sql: &str, sets: impl IntoIterator<Item = P>) -> Result<u64, Error> {
-        self.live()?.many(sql, sets.into_iter().map(Into::into)).await
+        self.live()?.execute_many_in_transaction(sql, sets.into_iter().map(Into::into)).await
     }
 
     /// As [`Actor::execute_batch`].

@@ -49,7 +49,7 @@ const PREFETCH_CAPACITY: usize = 64;
 const JOURNAL_MAGIC_LEN: usize = 8;
 
 /// An SQLite result code, as returned to the guest.
-pub type Rc = i32;
+pub type ResultCode = i32;
 
 /// One file's state.
 ///
@@ -240,13 +240,13 @@ impl ActorFiles {
     }
 
     /// Records a failure and returns `rc`.
-    fn fail(&mut self, rc: Rc, what: String) -> Rc {
+    fn fail(&mut self, rc: ResultCode, what: String) -> ResultCode {
         self.note_error(what);
         rc
     }
 
     /// Records a failed KV write and returns `rc`.
-    fn fail_write(&mut self, rc: Rc, what: String) -> Rc {
+    fn fail_write(&mut self, rc: ResultCode, what: String) -> ResultCode {
         self.write_failed = true;
         self.fail(rc, what)
     }
@@ -277,7 +277,7 @@ impl ActorFiles {
     }
 
     /// Reads the meta keys, once per wake.
-    async fn ensure_loaded(&mut self) -> Result<(), Rc> {
+    async fn ensure_loaded(&mut self) -> Result<(), ResultCode> {
         if self.loaded {
             return Ok(());
         }
@@ -289,7 +289,7 @@ impl ActorFiles {
         for (tag, value) in FileTag::ALL.iter().zip(values) {
             let meta = match value.as_deref().map(decode_meta).transpose() {
                 Ok(m) => m,
-                Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("{tag:?} file: {e}"))),
+                Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("{tag} file: {e}"))),
             };
             self.files[tag.index()] = FileState::from_meta(meta);
         }
@@ -298,11 +298,11 @@ impl ActorFiles {
     }
 
     /// xOpen: returns the handle.
-    pub async fn open(&mut self, name: Option<&str>, flags: i32) -> Result<i32, Rc> {
+    pub async fn open(&mut self, name: Option<&str>, flags: i32) -> Result<i32, ResultCode> {
         let Some(tag) = name.and_then(Self::tag_for_name) else {
             return Err(self.fail(
                 sqlite::SQLITE_CANTOPEN,
-                format!("an actor has one database, {DB_NAME:?}; cannot open {name:?}"),
+                format!("an actor has one database, '{DB_NAME}'; cannot open '{}'", name.unwrap_or("(a file with no name)")),
             ));
         };
         self.ensure_loaded().await?;
@@ -320,7 +320,7 @@ impl ActorFiles {
     }
 
     /// xClose: flushes what the file buffered.
-    pub async fn close(&mut self, tag: FileTag) -> Rc {
+    pub async fn close(&mut self, tag: FileTag) -> ResultCode {
         let rc = self.flush(tag).await;
         let file = &mut self.files[tag.index()];
         file.open = false;
@@ -330,7 +330,7 @@ impl ActorFiles {
 
     /// xDelete: removes every chunk, then the meta key. A crash between the
     /// two leaves a file of zeros, never stale chunks under a live meta.
-    pub async fn delete(&mut self, name: &str) -> Rc {
+    pub async fn delete(&mut self, name: &str) -> ResultCode {
         let Some(tag) = Self::tag_for_name(name) else {
             return sqlite::SQLITE_IOERR_DELETE_NOENT;
         };
@@ -356,7 +356,7 @@ impl ActorFiles {
                 })
                 .await;
             if let Err(e) = result {
-                return self.fail_write(sqlite::SQLITE_IOERR_DELETE, format!("deleting {tag:?} file: {e}"));
+                return self.fail_write(sqlite::SQLITE_IOERR_DELETE, format!("deleting {tag} file: {e}"));
             }
             self.files[tag.index()].durable = None;
             self.note_landed(tag, Some(false));
@@ -368,7 +368,7 @@ impl ActorFiles {
     /// (its header zeroed: the commit point of a journal commit in exclusive
     /// locking mode). A journal with a live header may be needed to roll
     /// back a failed commit on the next wake, and is left alone.
-    pub async fn delete_journal_if_cold(&mut self) -> Rc {
+    pub async fn delete_journal_if_cold(&mut self) -> ResultCode {
         let tag = FileTag::Journal;
         let file = &self.files[tag.index()];
         if !self.loaded || file.open || !file.exists {
@@ -387,7 +387,7 @@ impl ActorFiles {
 
     /// xAccess: whether the file exists (and, for SQLITE_ACCESS_EXISTS, is
     /// not empty, as the unix VFS reports it).
-    pub async fn access(&mut self, name: &str, flags: i32) -> Result<bool, Rc> {
+    pub async fn access(&mut self, name: &str, flags: i32) -> Result<bool, ResultCode> {
         let Some(tag) = Self::tag_for_name(name) else {
             return Ok(false);
         };
@@ -400,7 +400,7 @@ impl ActorFiles {
     }
 
     /// xFileSize.
-    pub async fn file_size(&mut self, tag: FileTag) -> Result<u64, Rc> {
+    pub async fn file_size(&mut self, tag: FileTag) -> Result<u64, ResultCode> {
         self.ensure_loaded().await?;
         Ok(self.files[tag.index()].size)
     }
@@ -437,7 +437,7 @@ impl ActorFiles {
 
     /// xRead into `out`. Returns SQLITE_IOERR_SHORT_READ, with the tail of
     /// `out` zeroed, when the read runs past the end of the file.
-    pub async fn read(&mut self, tag: FileTag, offset: u64, out: &mut [u8]) -> Rc {
+    pub async fn read(&mut self, tag: FileTag, offset: u64, out: &mut [u8]) -> ResultCode {
         if let Err(rc) = self.ensure_loaded().await {
             return rc;
         }
@@ -464,7 +464,7 @@ impl ActorFiles {
         let mut fetched = match self.fetch_chunks(tag, &missing).await {
             Ok(f) => f,
             Err(e) => {
-                return self.fail(sqlite::SQLITE_IOERR_READ, format!("reading {tag:?} file at offset {offset}: {e}"));
+                return self.fail(sqlite::SQLITE_IOERR_READ, format!("reading {tag} file at offset {offset}: {e}"));
             }
         };
         let file = &mut self.files[tag.index()];
@@ -509,7 +509,7 @@ impl ActorFiles {
 
     /// First half of xWrite: loads the chunks that the write covers only in
     /// part, so that `apply_write` can patch them without waiting.
-    pub async fn prepare_write(&mut self, tag: FileTag, offset: u64, len: usize) -> Rc {
+    pub async fn prepare_write(&mut self, tag: FileTag, offset: u64, len: usize) -> ResultCode {
         if let Err(rc) = self.ensure_loaded().await {
             return rc;
         }
@@ -536,7 +536,7 @@ impl ActorFiles {
                 file.dirty.extend(missing.into_iter().zip(chunks));
                 sqlite::SQLITE_OK
             }
-            Err(e) => self.fail(sqlite::SQLITE_IOERR_WRITE, format!("reading {tag:?} file before a partial write: {e}")),
+            Err(e) => self.fail(sqlite::SQLITE_IOERR_WRITE, format!("reading {tag} file before a partial write: {e}")),
         }
     }
 
@@ -565,7 +565,7 @@ impl ActorFiles {
 
     /// xWrite in one step, exactly as the xWrite import runs it:
     /// `prepare_write`, `apply_write`, then `finish_write`.
-    pub async fn write(&mut self, tag: FileTag, offset: u64, data: &[u8]) -> Rc {
+    pub async fn write(&mut self, tag: FileTag, offset: u64, data: &[u8]) -> ResultCode {
         let rc = self.prepare_write(tag, offset, data.len()).await;
         if rc != sqlite::SQLITE_OK {
             return rc;
@@ -577,7 +577,7 @@ impl ActorFiles {
     /// Last step of xWrite: flushes `tag` early when it buffers more than
     /// the flush threshold outside an atomic write, to bound host memory
     /// during large transactions.
-    pub async fn finish_write(&mut self, tag: FileTag) -> Rc {
+    pub async fn finish_write(&mut self, tag: FileTag) -> ResultCode {
         if self.atomic.is_none() && self.files[tag.index()].dirty_bytes() > self.flush_threshold {
             return self.flush(tag).await;
         }
@@ -586,7 +586,7 @@ impl ActorFiles {
 
     /// xTruncate. Shrinking drops buffered chunks past the end and marks the
     /// KV chunks there stale; the next flush deletes them.
-    pub async fn truncate(&mut self, tag: FileTag, new_size: u64) -> Rc {
+    pub async fn truncate(&mut self, tag: FileTag, new_size: u64) -> ResultCode {
         if let Err(rc) = self.ensure_loaded().await {
             return rc;
         }
@@ -610,7 +610,7 @@ impl ActorFiles {
                     self.files[tag.index()].dirty.insert(boundary.0, chunks.remove(0));
                 }
                 Err(e) => {
-                    return self.fail(sqlite::SQLITE_IOERR_TRUNCATE, format!("reading {tag:?} file to truncate it: {e}"));
+                    return self.fail(sqlite::SQLITE_IOERR_TRUNCATE, format!("reading {tag} file to truncate it: {e}"));
                 }
             }
         }
@@ -676,7 +676,7 @@ impl ActorFiles {
     ///
     /// On failure the buffers stay (see the module doc) and the next flush
     /// writes them again; every write here is idempotent.
-    pub async fn flush(&mut self, tag: FileTag) -> Rc {
+    pub async fn flush(&mut self, tag: FileTag) -> ResultCode {
         if tag == FileTag::Main {
             let rc = Box::pin(self.flush(FileTag::Journal)).await;
             if rc != sqlite::SQLITE_OK {
@@ -691,7 +691,7 @@ impl ActorFiles {
             let from = chunk_key(tag, ChunkIndex(ChunkIndex::count_for(self.files[tag.index()].kv_valid) as u32));
             let end = chunk_range_end(tag);
             if let Err(e) = self.write_kv(|kv, actor| async move { kv.delete_range(&actor, &from, &end).await }).await {
-                return self.fail_write(sqlite::SQLITE_IOERR_FSYNC, format!("deleting truncated {tag:?} chunks: {e}"));
+                return self.fail_write(sqlite::SQLITE_IOERR_FSYNC, format!("deleting truncated {tag} chunks: {e}"));
             }
         }
         let (chunks, meta) = self.pending_entries(tag);
@@ -703,7 +703,7 @@ impl ActorFiles {
         entries.extend(chunks);
         for (n, batch) in self.split_into_batches(entries).into_iter().enumerate() {
             if let Err(e) = self.write_kv(|kv, actor| async move { kv.batch_put(&actor, &batch).await }).await {
-                return self.fail_write(sqlite::SQLITE_IOERR_FSYNC, format!("writing {tag:?} file: {e}"));
+                return self.fail_write(sqlite::SQLITE_IOERR_FSYNC, format!("writing {tag} file: {e}"));
             }
             if n == 0 {
                 self.note_landed(tag, header);
@@ -720,7 +720,7 @@ impl ActorFiles {
 
     /// Flushes every file: the safety net after each API call, for
     /// `PRAGMA synchronous=OFF`, where SQLite never syncs.
-    pub async fn flush_all(&mut self) -> Rc {
+    pub async fn flush_all(&mut self) -> ResultCode {
         for tag in [FileTag::Journal, FileTag::Wal, FileTag::Main] {
             let rc = self.flush(tag).await;
             if rc != sqlite::SQLITE_OK {
@@ -748,7 +748,7 @@ impl ActorFiles {
         self.loaded && self.files.iter().any(|f| f.exists && !f.is_clean())
     }
 
-    async fn begin_atomic(&mut self) -> Rc {
+    async fn begin_atomic(&mut self) -> ResultCode {
         let rc = self.flush(FileTag::Main).await;
         if rc != sqlite::SQLITE_OK {
             return rc;
@@ -771,7 +771,7 @@ impl ActorFiles {
 
     /// COMMIT_ATOMIC_WRITE: one `batch_put` of the dirty pages and the meta,
     /// or an I/O error (and no KV call) when that would break a limit.
-    async fn commit_atomic(&mut self) -> Rc {
+    async fn commit_atomic(&mut self) -> ResultCode {
         if self.atomic.is_none() {
             return sqlite::SQLITE_MISUSE;
         }
@@ -808,7 +808,7 @@ impl ActorFiles {
 
     /// xFileControl for the ops the host implements; SQLITE_NOTFOUND for
     /// the rest, which SQLite treats as "not supported".
-    pub async fn file_control(&mut self, tag: FileTag, op: i32) -> Rc {
+    pub async fn file_control(&mut self, tag: FileTag, op: i32) -> ResultCode {
         match (tag, op) {
             (FileTag::Main, sqlite::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE) => self.begin_atomic().await,
             (FileTag::Main, sqlite::SQLITE_FCNTL_COMMIT_ATOMIC_WRITE) => self.commit_atomic().await,
@@ -855,7 +855,7 @@ mod tests {
         files.apply_write(tag, offset, data);
     }
 
-    async fn read(files: &mut ActorFiles, tag: FileTag, offset: u64, len: usize) -> (Rc, Vec<u8>) {
+    async fn read(files: &mut ActorFiles, tag: FileTag, offset: u64, len: usize) -> (ResultCode, Vec<u8>) {
         let mut out = vec![0xAA; len];
         let rc = files.read(tag, offset, &mut out).await;
         (rc, out)

@@ -51,6 +51,18 @@ impl FileTag {
     }
 }
 
+/// The file's role, for messages: "database", "journal", "WAL", "WAL index".
+impl std::fmt::Display for FileTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileTag::Main => "database",
+            FileTag::Journal => "journal",
+            FileTag::Wal => "WAL",
+            FileTag::Shm => "WAL index",
+        })
+    }
+}
+
 /// The index of a chunk within its file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChunkIndex(pub u32);

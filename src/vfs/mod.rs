@@ -8,4 +8,4 @@
 mod files;
 pub mod layout;
 
-pub use files::{ActorFiles, DB_NAME, Rc};
+pub use files::{ActorFiles, DB_NAME, ResultCode};
