@@ -78,6 +78,15 @@ async fn table_of(a: &mut Actor, rows: i64) {
     a.execute_many("INSERT INTO t VALUES (?1, 0)", (0..rows).map(|i| params![i])).await.unwrap();
 }
 
+/// An actor with `rows` rows in `t`, woken afresh: its page cache is cold,
+/// so a statement over the table waits on the KV.
+async fn cold_actor(host: &Host, id: &str, rows: i64) -> Actor {
+    let mut a = host.wake(id).await.unwrap();
+    table_of(&mut a, rows).await;
+    a.sleep().await.unwrap();
+    host.wake(id).await.unwrap()
+}
+
 /// Case 1: a cancelled UPDATE stayed half-run in the guest; the next
 /// acknowledged INSERT was lost, a COMMIT failed with SQLITE_BUSY and the
 /// same SQL failed with SQLITE_MISUSE.
@@ -266,11 +275,7 @@ async fn case_5_a_direct_call_runs_to_its_end_under_a_timeout() {
 #[tokio::test]
 async fn a_cancelled_statement_aborts_its_transaction_and_the_guard_says_so() {
     let host = Host::new(yielding_kv(KvLimits::RIVET)).unwrap();
-    let mut a = host.wake("tx").await.unwrap();
-    table_of(&mut a, 20_000).await;
-    // A fresh instance: the UPDATE below must read pages, and so wait.
-    a.sleep().await.unwrap();
-    let mut a = host.wake("tx").await.unwrap();
+    let mut a = cold_actor(&host, "tx", 20_000).await;
     let mut tx = a.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (50000, 1)", ()).await.unwrap();
     assert!(drop_after_polls(tx.execute("UPDATE t SET v = v + 1", ()), 1).await.is_none());
@@ -292,10 +297,7 @@ async fn a_cancelled_statement_aborts_its_transaction_and_the_guard_says_so() {
 #[tokio::test]
 async fn rollback_or_drop_of_an_aborted_transaction_is_quiet() {
     let host = Host::new(yielding_kv(KvLimits::RIVET)).unwrap();
-    let mut a = host.wake("tx-quiet").await.unwrap();
-    table_of(&mut a, 500).await;
-    a.sleep().await.unwrap();
-    let mut a = host.wake("tx-quiet").await.unwrap();
+    let mut a = cold_actor(&host, "tx-quiet", 500).await;
     {
         let mut tx = a.transaction().await.unwrap();
         assert!(drop_after_polls(tx.execute("UPDATE t SET v = 9", ()), 1).await.is_none());
@@ -316,10 +318,7 @@ async fn rollback_or_drop_of_an_aborted_transaction_is_quiet() {
 #[tokio::test]
 async fn a_cancelled_statement_in_a_begin_transaction_is_reported_once() {
     let host = Host::new(yielding_kv(KvLimits::RIVET)).unwrap();
-    let mut a = host.wake("begin").await.unwrap();
-    table_of(&mut a, 20_000).await;
-    a.sleep().await.unwrap();
-    let mut a = host.wake("begin").await.unwrap();
+    let mut a = cold_actor(&host, "begin", 20_000).await;
     a.execute_batch("BEGIN").await.unwrap();
     a.execute("INSERT INTO t VALUES (50000, 1)", ()).await.unwrap();
     assert!(drop_after_polls(a.execute("UPDATE t SET v = v + 1", ()), 1).await.is_none());

@@ -55,7 +55,8 @@ static int relayRead(sqlite3_file *pFile, void *zBuf, int iAmt, sqlite_int64 iOf
 }
 
 /*
-** Write iAmt bytes at iOfst.
+** Write iAmt bytes at iOfst. The host buffers them until a sync (or, past
+** a few MiB, flushes them early); nothing is durable before xSync returns.
 */
 static int relayWrite(
   sqlite3_file *pFile, const void *zBuf, int iAmt, sqlite_int64 iOfst
@@ -107,10 +108,17 @@ static int relayFileControl(sqlite3_file *pFile, int op, void *pArg){
   return host_xFileControl(HOST_ID(pFile), op, pArg);
 }
 
+/*
+** One KV chunk (4096 bytes), so that a journal header fills one value.
+*/
 static int relaySectorSize(sqlite3_file *pFile){
   return host_xSectorSize(HOST_ID(pFile));
 }
 
+/*
+** SQLITE_IOCAP_BATCH_ATOMIC on the database file: a commit that fits one KV
+** batch is one atomic write, with no journal.
+*/
 static int relayDeviceCharacteristics(sqlite3_file *pFile){
   return host_xDeviceCharacteristics(HOST_ID(pFile));
 }
@@ -164,16 +172,26 @@ static int relayOpen(
   return SQLITE_OK;
 }
 
+/*
+** Delete a file: the host removes its chunks, then its size record, so a
+** crash in between leaves a file of zeros, never stale pages.
+*/
 static int relayDelete(sqlite3_vfs *pVfs, const char *zName, int syncDir){
   (void)pVfs;
   return host_xDelete(zName, nameLength(zName), syncDir);
 }
 
+/*
+** Whether a file exists (and, for SQLITE_ACCESS_EXISTS, is not empty).
+*/
 static int relayAccess(sqlite3_vfs *pVfs, const char *zName, int flags, int *pResOut){
   (void)pVfs;
   return host_xAccess(zName, nameLength(zName), flags, pResOut);
 }
 
+/*
+** Names are already full: an actor's files live in its own namespace.
+*/
 static int relayFullPathname(
   sqlite3_vfs *pVfs, const char *zName, int nOut, char *zOut
 ){
@@ -181,16 +199,25 @@ static int relayFullPathname(
   return host_xFullPathname(zName, nameLength(zName), zOut, nOut);
 }
 
+/*
+** Randomness from the host's per-actor generator (seedable for tests).
+*/
 static int relayRandomness(sqlite3_vfs *pVfs, int nByte, char *zOut){
   (void)pVfs;
   return host_xRandomness(nByte, zOut);
 }
 
+/*
+** Only a busy handler sleeps, which one exclusive connection never runs.
+*/
 static int relaySleep(sqlite3_vfs *pVfs, int microseconds){
   (void)pVfs;
   return host_xSleep(microseconds);
 }
 
+/*
+** The host's wall clock, as a Julian day number in milliseconds.
+*/
 static int relayCurrentTimeInt64(sqlite3_vfs *pVfs, sqlite3_int64 *pTime){
   (void)pVfs;
   return host_xCurrentTimeInt64(pTime);
@@ -207,6 +234,10 @@ static int relayCurrentTime(sqlite3_vfs *pVfs, double *pTime){
   return rc;
 }
 
+/*
+** The host's description of the last failure (a KV error, a refused name),
+** which SQLite puts in its error message.
+*/
 static int relayGetLastError(sqlite3_vfs *pVfs, int nBuf, char *zBuf){
   (void)pVfs;
   return host_xGetLastError(nBuf, zBuf);

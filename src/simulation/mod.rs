@@ -403,6 +403,19 @@ fn truncate(s: &str) -> String {
     if s.len() > 160 { format!("{}...", &s[..s.floor_char_boundary(160)]) } else { s.to_owned() }
 }
 
+/// The verdict at the end of a run: sleep the actor (waking it if the run
+/// left none), wake it afresh and compare it with the oracle.
+async fn check_final(host: &Host, actor: Option<Actor>, oracle: &mut Oracle, run: &str) -> Result<(), String> {
+    let a = match actor {
+        Some(a) => a,
+        None => host.wake(ACTOR).await.map_err(|e| e.to_string())?,
+    };
+    a.sleep().await.map_err(|e| format!("{run}: sleep at the end failed: {e}"))?;
+    let mut a = host.wake(ACTOR).await.map_err(|e| e.to_string())?;
+    check_recovered(&mut a, oracle, None, &format!("{run}, after the workload and a sleep/wake")).await?;
+    a.sleep().await.map_err(|e| e.to_string())
+}
+
 /// What a crash run saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CrashOutcome {
@@ -526,14 +539,7 @@ pub async fn fault_at(workload: &Workload, limits: KvLimits, k: u64) -> Result<F
     // The verdict is read with a healthy KV: a fault injected into the
     // checking itself would only test the checker.
     kv.set_plan(FaultPlan::Healthy);
-    let a = match actor.take() {
-        Some(a) => a,
-        None => host.wake(ACTOR).await.map_err(|e| e.to_string())?,
-    };
-    a.sleep().await.map_err(|e| format!("fault at op {k}: sleep at the end failed: {e}"))?;
-    let mut a = host.wake(ACTOR).await.map_err(|e| e.to_string())?;
-    check_recovered(&mut a, &mut oracle, None, &format!("fault at op {k}, after the workload and a sleep/wake")).await?;
-    a.sleep().await.map_err(|e| e.to_string())?;
+    check_final(&host, actor, &mut oracle, &format!("fault at op {k}")).await?;
     Ok(outcome)
 }
 
@@ -645,14 +651,7 @@ async fn run_cancelling(workload: &Workload, store: CancelStore, polls: &AtomicU
             }
         }
     }
-    let a = match actor.take() {
-        Some(a) => a,
-        None => host.wake(ACTOR).await.map_err(|e| e.to_string())?,
-    };
-    a.sleep().await.map_err(|e| format!("cancel at poll {k}: sleep at the end failed: {e}"))?;
-    let mut a = host.wake(ACTOR).await.map_err(|e| e.to_string())?;
-    check_recovered(&mut a, &mut oracle, None, &format!("cancel at poll {k}, after the workload and a sleep/wake")).await?;
-    a.sleep().await.map_err(|e| e.to_string())?;
+    check_final(&host, actor, &mut oracle, &format!("cancel at poll {k}")).await?;
     Ok(outcome)
 }
 
