@@ -47,6 +47,8 @@ pub const SQLITE_CONSTRAINT_NOTNULL: i32 = SQLITE_CONSTRAINT | (5 << 8);
 pub const SQLITE_CONSTRAINT_PRIMARYKEY: i32 = SQLITE_CONSTRAINT | (6 << 8);
 pub const SQLITE_CONSTRAINT_UNIQUE: i32 = SQLITE_CONSTRAINT | (8 << 8);
 
+/// Used by the VFS model (the `simulation` feature).
+#[allow(dead_code)]
 pub const SQLITE_OPEN_READWRITE: i32 = 0x0000_0002;
 pub const SQLITE_OPEN_CREATE: i32 = 0x0000_0004;
 pub const SQLITE_ACCESS_EXISTS: i32 = 0;
