@@ -152,3 +152,30 @@ async fn a_store_that_wrongly_claims_immediate_answers_gets_io_errors_not_a_hang
     assert!(err.is_io_error(), "{err}");
     assert!(err.to_string().contains("claims to answer at once"), "{err}");
 }
+
+/// A backend that answers a `batch_get` with fewer values than keys is
+/// broken; the host reports a KV error naming it, never panics, and reads
+/// correctly again once the backend does.
+#[tokio::test]
+async fn a_short_batch_get_reply_is_an_io_error_not_a_panic() {
+    let kv = Arc::new(FaultKv::new(MemoryKv::new()));
+    let host = Host::new(kv.clone()).unwrap();
+    let mut a = host.wake("short").await.unwrap();
+    a.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)").await.unwrap();
+    a.execute_many("INSERT INTO t VALUES (?1, ?2)", (0..2000).map(|i| params![i, "x".repeat(100)])).await.unwrap();
+    a.sleep().await.unwrap();
+
+    kv.set_plan(FaultPlan::ShortBatchGet);
+    // The wake's first read fetches the four meta keys in one batch_get.
+    let err = match host.wake("short").await {
+        Err(e) => e,
+        Ok(mut a) => a.query("SELECT count(*) FROM t", ()).await.unwrap_err(),
+    };
+    assert!(err.is_io_error(), "{err}");
+    assert!(err.to_string().contains("answered 3 values for 4 keys"), "{err}");
+
+    kv.set_plan(FaultPlan::Healthy);
+    let mut a = host.wake("short").await.unwrap();
+    let n: i64 = a.query_row("SELECT count(*) FROM t", ()).await.unwrap().get(0).unwrap();
+    assert_eq!(n, 2000);
+}

@@ -273,6 +273,48 @@ fn bad_input_gets_one_line_naming_the_problem() {
     assert!(!s.path("x.sqlite").exists());
 }
 
+/// Export renames a checked temporary file over its target, which would
+/// turn a device node, a FIFO or a symbolic link into a regular file; each
+/// is refused with one line and left as it was.
+#[test]
+fn export_writes_only_regular_files() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = Store::new();
+    s.exec("a", "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+    let export_to = |path: &Path| s.fails(&["export", "--actor", "a", path.to_str().unwrap()]);
+
+    let fifo = s.path("pipe");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let err = export_to(&fifo);
+    assert!(err.contains("it is a FIFO"), "{err}");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+    let target = s.path("real.sqlite");
+    std::fs::write(&target, b"kept").unwrap();
+    let link = s.path("link.sqlite");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = export_to(&link);
+    assert!(err.contains("it is a symbolic link"), "{err}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"kept");
+
+    let err = export_to(s.dir.path());
+    assert!(err.contains("it is a directory"), "{err}");
+
+    // A character device of its own (root only, as CI runs): the same
+    // numbers as /dev/null, so that a regression replaces only this node.
+    let device = s.path("null");
+    if std::process::Command::new("mknod").arg(&device).args(["c", "1", "3"]).status().is_ok_and(|st| st.success()) {
+        let err = export_to(&device);
+        assert!(err.contains("it is a device node"), "{err}");
+        assert!(std::fs::symlink_metadata(&device).unwrap().file_type().is_char_device());
+    }
+
+    // A regular file is replaced, as before.
+    s.ok(&["export", "--actor", "a", target.to_str().unwrap()]);
+    assert_ne!(std::fs::read(&target).unwrap(), b"kept");
+}
+
 #[test]
 fn shell_runs_a_piped_script() {
     let s = Store::new();

@@ -297,7 +297,9 @@ impl GuestApi {
             .await
             .map_err(guest_err("wasqlite_prepare"))?;
         let mem = self.memory.data(&*store);
-        let field = |i: i32| read_i32(mem, self.scratch + 4 * i).ok_or_else(|| bad_guest_pointer("wasqlite_prepare"));
+        let field = |i: i32| {
+            self.scratch.checked_add(4 * i).and_then(|at| read_i32(mem, at)).ok_or_else(|| bad_guest_pointer("wasqlite_prepare"))
+        };
         let count = |i: i32| field(i).map(|n| usize::try_from(n).unwrap_or(0));
         let (column_count, param_count) = (count(2)?, count(3)?);
         let prepared = StmtHandle::new(field(0)?).map(|stmt| Prepared { stmt, column_count, param_count });
@@ -356,12 +358,14 @@ impl GuestApi {
 
     /// The i32 at `at` in the StepResult at `scratch`.
     fn step_i32(&self, mem: &[u8], at: i32) -> Result<i32, Error> {
-        read_i32(mem, self.scratch + at).ok_or_else(bad_step_result)
+        self.scratch.checked_add(at).and_then(|p| read_i32(mem, p)).ok_or_else(bad_step_result)
     }
 
     /// The i64 at `at` in the StepResult at `scratch`.
     fn step_i64(&self, mem: &[u8], at: i32) -> Result<i64, Error> {
-        slice(mem, self.scratch + at, 8)
+        self.scratch
+            .checked_add(at)
+            .and_then(|p| slice(mem, p, 8))
             .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
             .ok_or_else(bad_step_result)
     }
@@ -398,7 +402,7 @@ impl GuestApi {
     /// The buffer a Buffer struct at `scratch` points to.
     fn out_buffer<'a>(&self, store: &'a Store<ActorState>, context: &'static str) -> Result<&'a [u8], Error> {
         let mem = self.memory.data(store);
-        let (ptr, len) = (read_i32(mem, self.scratch), read_i32(mem, self.scratch + 4));
+        let (ptr, len) = (read_i32(mem, self.scratch), self.scratch.checked_add(4).and_then(|p| read_i32(mem, p)));
         ptr.zip(len).and_then(|(p, n)| slice(mem, p, n)).ok_or_else(|| bad_guest_pointer(context))
     }
 

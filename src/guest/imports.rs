@@ -141,7 +141,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
         if src.len() >= usize::try_from(out_len).unwrap_or(0) {
             return sqlite::SQLITE_CANTOPEN_FULLPATH;
         }
-        let Some(dst) = slice_mut(mem, out, name_len + 1) else {
+        let Some(dst) = name_len.checked_add(1).and_then(|n| slice_mut(mem, out, n)) else {
             return bad_pointer(state, "xFullPathname");
         };
         dst[..src.len()].copy_from_slice(&src);

@@ -33,6 +33,9 @@ pub enum FaultPlan {
     /// Every write (`batch_put`, `batch_delete`, `delete_range`,
     /// `delete_actor`) fails; reads work.
     FailWrites,
+    /// Every `batch_get` of two or more keys answers one value short, as a
+    /// broken backend might; everything else works.
+    ShortBatchGet,
 }
 
 /// A fault-injecting wrapper around a `KvStore`.
@@ -140,6 +143,7 @@ impl<K: KvStore> FaultKv<K> {
                 false
             }
             FaultPlan::FailWrites => write,
+            FaultPlan::ShortBatchGet => false,
         };
         if fails {
             return Err(KvError::Backend(format!("injected fault at operation {op} ({what})")));
@@ -161,7 +165,11 @@ impl<K: KvStore> KvStore for FaultKv<K> {
 
     async fn batch_get(&self, actor: &ActorId, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, KvError> {
         self.admit(false, "batch_get").await?;
-        self.inner.batch_get(actor, keys).await
+        let mut values = self.inner.batch_get(actor, keys).await?;
+        if self.plan() == FaultPlan::ShortBatchGet && values.len() > 1 {
+            values.pop();
+        }
+        Ok(values)
     }
 
     async fn batch_put(&self, actor: &ActorId, entries: &[KvEntry]) -> Result<(), KvError> {

@@ -130,7 +130,9 @@ fn take_len(bytes: &mut &[u8]) -> Result<usize, Error> {
 
 /// Decodes one encoded row of `columns` values from the front of `bytes`.
 pub(crate) fn decode_row(bytes: &mut &[u8], columns: usize) -> Result<Vec<Value>, Error> {
-    let mut values = Vec::with_capacity(columns);
+    // The count comes from the guest: reserve no more than the bytes can
+    // hold (every value takes at least its tag byte).
+    let mut values = Vec::with_capacity(columns.min(bytes.len()));
     for _ in 0..columns {
         let value = match take(bytes, 1)?[0] {
             tag::INTEGER => Value::Integer(i64::from_le_bytes(take(bytes, 8)?.try_into().expect("8 bytes"))),
@@ -156,6 +158,12 @@ pub(crate) fn decode_row(bytes: &mut &[u8], columns: usize) -> Result<Vec<Value>
 
 /// Decodes `count` rows of `columns` values that fill `bytes` exactly.
 pub(crate) fn decode_rows(mut bytes: &[u8], count: usize, columns: usize, mut push: impl FnMut(Vec<Value>)) -> Result<(), Error> {
+    // Both counts come from the guest. A statement without columns returns
+    // no rows, and every value takes at least one byte: anything else is a
+    // broken guest, refused before a loop or an allocation is sized by it.
+    if count > 0 && (columns == 0 || count.checked_mul(columns).is_none_or(|values| values > bytes.len())) {
+        return Err(malformed("the row count does not fit the row buffer"));
+    }
     for _ in 0..count {
         push(decode_row(&mut bytes, columns)?);
     }
@@ -192,6 +200,10 @@ mod tests {
         decode_rows(&two, 2, 5, |r| rows.push(r)).unwrap();
         assert_eq!(rows, vec![one.clone(), one]);
         assert!(decode_rows(&bytes[..bytes.len() - 3], 1, 5, drop).is_err());
+        // Counts a broken guest might report: no loop, no allocation by them.
+        assert!(decode_rows(&[], usize::MAX, 0, drop).is_err());
+        assert!(decode_rows(&bytes, 1 << 40, 5, drop).is_err());
+        assert!(decode_rows(&bytes, 1, usize::MAX, drop).is_err());
         assert!(decode_rows(&bytes, 1, 4, drop).is_err());
         assert!(decode_rows(&two, 1, 5, drop).is_err());
     }

@@ -120,6 +120,15 @@ impl FileState {
     }
 }
 
+/// A `batch_get` reply, if it has one value per key: a backend that
+/// answers short or long is broken, and gets a KV error, not a panic.
+fn answered_all(keys: &[Bytes], values: Vec<Option<Bytes>>) -> Result<Vec<Option<Bytes>>, KvError> {
+    if values.len() != keys.len() {
+        return Err(KvError::Backend(format!("the store answered {} values for {} keys", values.len(), keys.len())));
+    }
+    Ok(values)
+}
+
 /// What BEGIN_ATOMIC_WRITE saw, restored by a rollback.
 struct AtomicWrite {
     size: u64,
@@ -282,7 +291,7 @@ impl ActorFiles {
             return Ok(());
         }
         let keys: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
-        let values = match self.kv.batch_get(&self.actor, &keys).await {
+        let values = match self.kv.batch_get(&self.actor, &keys).await.and_then(|v| answered_all(&keys, v)) {
             Ok(v) => v,
             Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
         };
@@ -420,7 +429,7 @@ impl ActorFiles {
                 vec![self.kv.get(&self.actor, &chunk_key(tag, ChunkIndex(*one))).await?]
             } else {
                 let keys: Vec<Bytes> = group.iter().map(|i| chunk_key(tag, ChunkIndex(*i))).collect();
-                self.kv.batch_get(&self.actor, &keys).await?
+                answered_all(&keys, self.kv.batch_get(&self.actor, &keys).await?)?
             };
             for (index, value) in group.iter().zip(values) {
                 let mut chunk = vec![0u8; CHUNK_SIZE].into_boxed_slice();

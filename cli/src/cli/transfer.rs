@@ -45,7 +45,9 @@ pub(crate) struct ExportArgs {
     actor: String,
     #[command(flatten)]
     store: StoreArg,
-    /// The SQLite file to write (replaced if it exists).
+    /// The SQLite file to write: a new file, or a regular file it replaces.
+    /// Device nodes, FIFOs, sockets, directories and symbolic links are
+    /// refused (name the link's target instead).
     file: PathBuf,
 }
 
@@ -104,6 +106,7 @@ async fn actor_integrity(actor: &mut Actor) -> Result<String> {
 
 pub(crate) async fn export(args: ExportArgs) -> Result<ExitCode> {
     let id = actor_id(&args.actor)?;
+    check_export_target(&args.file)?;
     let host = args.store.host()?;
     let kv = host.kv().clone();
     if kv.get(&id, &meta_key(FileTag::Main)).await?.is_none() {
@@ -141,6 +144,34 @@ pub(crate) async fn export(args: ExportArgs) -> Result<ExitCode> {
     tmp.persist(&args.file).with_context(|| format!("writing {}", args.file.display()))?;
     println!("exported actor {id} to {} ({size} bytes); integrity_check ok", args.file.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Export writes a temporary file and renames it over `path`, which would
+/// replace whatever `path` is with a regular file: a device node or a FIFO
+/// with a file, a symbolic link with a file instead of writing its target.
+/// Only a regular file, or nothing, may be there.
+fn check_export_target(path: &Path) -> Result<()> {
+    let kind = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.file_type(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("looking at {}", path.display())),
+    };
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_symlink() {
+        "a symbolic link; name the file it points to"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        match () {
+            () if kind.is_fifo() => "a FIFO",
+            () if kind.is_char_device() || kind.is_block_device() => "a device node",
+            () if kind.is_socket() => "a socket",
+            () => "not a regular file",
+        }
+    };
+    bail!("refusing to export to {}: it is {what}; export writes only regular files", path.display())
 }
 
 /// The main database file of an asleep actor, from its meta key and chunks.
