@@ -315,6 +315,19 @@ fn export_writes_only_regular_files() {
     assert_ne!(std::fs::read(&target).unwrap(), b"kept");
 }
 
+/// One statement spread over 40,000 lines (a long string literal) runs once
+/// and whole: the shell looks for the statement's end only on lines with a
+/// ';', not by rescanning the statement after every line.
+#[test]
+fn shell_takes_a_statement_of_many_lines() {
+    let s = Store::new();
+    let script = format!("SELECT length('{}') AS n;\nSELECT 'next' AS status;\n", vec!["a"; 40_000].join("\n"));
+    let out = s.cmd(&["shell", "--actor", "long"]).write_stdin(script).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("79999") && stdout.contains("next"), "{stdout}");
+}
+
 #[test]
 fn shell_runs_a_piped_script() {
     let s = Store::new();

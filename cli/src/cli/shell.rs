@@ -133,7 +133,10 @@ pub(crate) fn run(args: ShellArgs, runtime: &Runtime) -> Result<ExitCode> {
         }
         buffer.push_str(&line);
         buffer.push('\n');
-        if sql::is_complete(&buffer) {
+        // A statement can only become complete at a ';', so only a line with
+        // one is worth asking about: asking after every line rescans the
+        // whole statement each time, quadratic in its length.
+        if line.contains(';') && sql::is_complete(&buffer) {
             failed |= !runtime.block_on(run_sql(&mut actor, &buffer));
             buffer.clear();
         }
