@@ -288,3 +288,18 @@ async fn a_run_without_values_does_not_reuse_the_last_ones() {
     let xs: Vec<Value> = a.query("SELECT x FROM t ORDER BY rowid", ()).await.unwrap().iter().map(|r| r.get(0).unwrap()).collect();
     assert_eq!(xs, [Value::Integer(7), Value::Null, Value::Integer(8), Value::Null]);
 }
+
+/// A value too large for the guest's memory cap fails with SQLITE_NOMEM and
+/// a message saying so (it used to read "not an error"), and the actor goes
+/// on working.
+#[tokio::test]
+async fn a_row_too_large_for_the_guest_is_a_clear_out_of_memory_error() {
+    let (host, _kv) = memory_host();
+    let mut a = host.wake("big").await.unwrap();
+    let err = a.query("SELECT zeroblob(150000000)", ()).await.unwrap_err();
+    assert_eq!(err.sqlite_code().map(wasqlite::code_name).as_deref(), Some("SQLITE_NOMEM"), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("out of memory") && !text.contains("not an error"), "{text}");
+    let n: i64 = a.query_row("SELECT 40 + 2", ()).await.unwrap().get(0).unwrap();
+    assert_eq!(n, 42);
+}

@@ -45,6 +45,16 @@ pub(crate) struct Connection {
     pub(crate) last_rowid: i64,
 }
 
+/// The message for a failure of the guest's SQL layer (vfs/sql_api.c)
+/// that SQLite itself did not record.
+fn guest_layer_message(rc: i32) -> &'static str {
+    match rc {
+        sqlite::SQLITE_NOMEM => "out of memory: a result row does not fit the actor's memory cap",
+        sqlite::SQLITE_TOOBIG => "string or blob too big to pass back from the guest",
+        _ => "the guest's SQL layer failed",
+    }
+}
+
 /// What a finished statement reports.
 pub(crate) struct Outcome {
     pub(crate) changes: u64,
@@ -93,9 +103,14 @@ impl Connection {
     /// The error SQLite reports for `rc`, with the storage layer's
     /// description when it caused it.
     async fn sqlite_error(&mut self, rc: i32) -> Error {
-        let code = self.api.errcode(&mut self.store, self.db).await.unwrap_or(rc);
-        let message = self.api.errmsg(&mut self.store, self.db).await.unwrap_or_else(|e| e.to_string());
         let storage = self.store.data_mut().files.take_last_error();
+        let code = self.api.errcode(&mut self.store, self.db).await.unwrap_or(rc);
+        if code == sqlite::SQLITE_OK {
+            // SQLite has no error on record: the guest's own layer around it
+            // (encoding a row, decoding parameters) failed with `rc`.
+            return Error::Sqlite { code: rc, message: guest_layer_message(rc).into(), storage };
+        }
+        let message = self.api.errmsg(&mut self.store, self.db).await.unwrap_or_else(|e| e.to_string());
         Error::Sqlite { code, message, storage }
     }
 
