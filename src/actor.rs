@@ -289,10 +289,9 @@ impl Actor {
         // A poisoned instance, or one whose last call was cut off, has
         // nothing worth closing: the KV already holds what it acknowledged.
         let result = if self.poisoned.is_some() || self.in_call { Ok(()) } else { self.conn.close().await };
-        let kv = self.conn.store.data().files.kv().clone();
-        let id = self.id.clone();
+        let (host, id) = (self.host.clone(), self.id.clone());
         drop(self);
-        inflight::settled(&kv, &id).await;
+        inflight::settled(&host.kv, &id).await;
         result
     }
 
@@ -311,13 +310,11 @@ impl Actor {
         if self.poisoned.is_none() && !self.in_call {
             let _ = self.conn.close().await;
         }
-        let kv = self.conn.store.data().files.kv().clone();
-        let id = self.id.clone();
         // Drop the instance (and with it the awake mark) only after the
         // delete, so that no wake can race in between; should this future be
         // dropped first, the next wake waits for the delete instead.
-        inflight::settled(&kv, &id).await;
-        let result = self.host.delete_actor(&id).await;
+        inflight::settled(&self.host.kv, &self.id).await;
+        let result = self.host.delete_actor(&self.id).await;
         drop(self);
         Ok(result?)
     }
@@ -368,8 +365,7 @@ impl Actor {
         // even where a statement was cut off; a failure counts as "open".
         let transaction_open = !matches!(self.conn.autocommit().await, Ok(true));
         let abandoned = self.rollback_pending;
-        let kv = self.conn.store.data().files.kv().clone();
-        inflight::settled(&kv, &self.id).await;
+        inflight::settled(&self.host.kv, &self.id).await;
         self.reset("a call was cancelled before it returned").await?;
         // A dropped `Transaction` guard had given the transaction up already.
         self.transaction_aborted = transaction_open && !abandoned;
@@ -381,8 +377,8 @@ impl Actor {
         self.generation
     }
 
-    /// The error for a `Transaction` of generation `begun` that outlived its
-    /// instance; the loss is reported once.
+    /// The error for a transaction that did not outlive its instance; the
+    /// loss is reported once.
     pub(crate) fn aborted_transaction(&mut self) -> Error {
         self.transaction_aborted = false;
         Error::TransactionAborted { id: self.id.clone(), reason: self.rebuilt_because }

@@ -52,8 +52,7 @@ impl HostInner {
     /// (see `kv::inflight`).
     pub(crate) async fn delete_actor(&self, id: &ActorId) -> Result<(), KvError> {
         let (kv, actor) = (self.kv.clone(), id.clone());
-        let delete = async move { kv.delete_actor(&actor).await };
-        if self.kv.answers_immediately() { delete.await } else { inflight::run_to_completion(&self.kv, id, delete).await }
+        inflight::run_to_completion(&self.kv, id, async move { kv.delete_actor(&actor).await }).await
     }
 
     /// Builds a Store, instantiates the guest in it and opens the database.

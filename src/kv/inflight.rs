@@ -74,14 +74,20 @@ impl Drop for Registration {
 /// Runs `write` (a KV write of `actor` on `kv`) to completion even if the
 /// caller stops waiting for it, and returns its result.
 ///
-/// Outside a tokio runtime there is nowhere to run it on its own, and it is
-/// awaited in place: dropping the caller then drops the write too, which is
-/// cancellation-safe only for a backend whose writes cannot land after
-/// their future is dropped.
+/// A backend that answers at once (`KvStore::answers_immediately`) finishes
+/// every write within its first poll, so its writes are awaited in place:
+/// they cannot outlive their caller. Outside a tokio runtime there is
+/// nowhere to run a write on its own either, and it is awaited in place:
+/// dropping the caller then drops the write too, which is cancellation-safe
+/// only for a backend whose writes cannot land after their future is
+/// dropped.
 pub(crate) async fn run_to_completion<F>(kv: &Arc<dyn KvStore>, actor: &ActorId, write: F) -> Result<(), KvError>
 where
     F: Future<Output = Result<(), KvError>> + Send + 'static,
 {
+    if kv.answers_immediately() {
+        return write.await;
+    }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return write.await;
     };
@@ -119,11 +125,12 @@ pub(crate) fn busy(kv: &Arc<dyn KvStore>, actor: &ActorId) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::MemoryKv;
+    use crate::kv::{FaultKv, MemoryKv};
 
     #[tokio::test]
     async fn a_dropped_caller_leaves_the_write_running_and_settled_waits_for_it() {
-        let kv: Arc<dyn KvStore> = Arc::new(MemoryKv::new());
+        // FaultKv does not answer at once, so its writes run as tasks.
+        let kv: Arc<dyn KvStore> = Arc::new(FaultKv::new(MemoryKv::new()));
         let actor = ActorId::new("inflight").unwrap();
         let (release, gate) = tokio::sync::oneshot::channel::<()>();
         let store = kv.clone();

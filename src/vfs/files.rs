@@ -141,9 +141,6 @@ pub struct ActorFiles {
     kv: Arc<dyn KvStore>,
     actor: ActorId,
     limits: KvLimits,
-    /// The backend answers at once (`KvStore::answers_immediately`): its
-    /// writes cannot outlive their caller, so they need no task of their own.
-    immediate: bool,
     /// Buffered bytes of one file past which `finish_write` flushes it.
     flush_threshold: usize,
     files: [FileState; 4],
@@ -167,12 +164,10 @@ pub struct ActorFiles {
 impl ActorFiles {
     pub fn new(kv: Arc<dyn KvStore>, actor: ActorId) -> ActorFiles {
         let limits = kv.limits();
-        let immediate = kv.answers_immediately();
         ActorFiles {
             kv,
             actor,
             limits,
-            immediate,
             flush_threshold: FLUSH_THRESHOLD,
             files: Default::default(),
             loaded: false,
@@ -203,8 +198,7 @@ impl ActorFiles {
     where
         Fut: Future<Output = Result<(), KvError>> + Send + 'static,
     {
-        let future = write(self.kv.clone(), self.actor.clone());
-        if self.immediate { future.await } else { inflight::run_to_completion(&self.kv, &self.actor, future).await }
+        inflight::run_to_completion(&self.kv, &self.actor, write(self.kv.clone(), self.actor.clone())).await
     }
 
     /// Records that writes to `tag` landed in the KV; `header` is what chunk
