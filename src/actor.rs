@@ -9,17 +9,19 @@
 //! of each slot mapped) before they return.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::codes as sqlite;
 
 use crate::actor_id::ActorId;
 use crate::error::Error;
+use crate::guest::watchdog::{self, InterruptHandle, StopReason};
 use crate::host::{AwakeGuard, HostInner};
 use crate::kv::inflight;
 use crate::migrations::Migrations;
 use crate::sql::params::Params;
 use crate::sql::row::{Row, Rows};
-use crate::sql::statement::Connection;
+use crate::sql::statement::{Connection, RowSink};
 use crate::sql::transaction::Transaction;
 use crate::vfs::layout::FileTag;
 
@@ -76,6 +78,11 @@ pub struct Actor {
     transaction_aborted: bool,
     /// A dropped `Transaction` asked for a rollback before the next call.
     rollback_pending: bool,
+    /// Stops the running call from elsewhere; shared with every instance
+    /// this actor is rebuilt into.
+    interrupt: InterruptHandle,
+    /// How long one call may run.
+    call_timeout: Option<Duration>,
     _awake: AwakeGuard,
 }
 
@@ -86,7 +93,8 @@ impl std::fmt::Debug for Actor {
 }
 
 impl Actor {
-    pub(crate) fn new(id: ActorId, host: Arc<HostInner>, conn: Connection, awake: AwakeGuard) -> Actor {
+    pub(crate) fn new(id: ActorId, host: Arc<HostInner>, conn: Connection, awake: AwakeGuard, interrupt: InterruptHandle) -> Actor {
+        let call_timeout = host.config.limits.call_timeout;
         Actor {
             id,
             host,
@@ -97,8 +105,29 @@ impl Actor {
             rebuilt_because: "",
             transaction_aborted: false,
             rollback_pending: false,
+            interrupt,
+            call_timeout,
             _awake: awake,
         }
+    }
+
+    /// A handle that stops this actor's running call from another task or
+    /// thread, as `sqlite3_interrupt` does: the call returns
+    /// [`Error::Interrupted`] and the actor stays usable.
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        self.interrupt.clone()
+    }
+
+    /// Sets how long each later call on this actor may run before it is
+    /// stopped with [`Error::Timeout`] (`None`: no limit). Starts as
+    /// [`crate::Limits::call_timeout`].
+    pub fn set_call_timeout(&mut self, timeout: Option<Duration>) {
+        self.call_timeout = timeout;
+    }
+
+    /// The timeout each call runs under.
+    pub fn call_timeout(&self) -> Option<Duration> {
+        self.call_timeout
     }
 
     /// The actor's id.
@@ -135,7 +164,7 @@ impl Actor {
     /// safety", for what the next call does.
     pub async fn execute(&mut self, sql: &str, params: impl Into<Params>) -> Result<u64, Error> {
         let params = params.into();
-        self.call(async |actor| actor.conn.run_cached(sql, &params, None).await.map(|o| o.changes)).await
+        self.call(async |actor| actor.conn.run_cached(sql, &params, RowSink::Discard).await.map(|o| o.changes)).await
     }
 
     /// Runs one statement once for each parameter set, in order, and
@@ -190,10 +219,46 @@ impl Actor {
         let params = params.into();
         self.call(async |actor| {
             let mut rows = None;
-            actor.conn.run_cached(sql, &params, Some(&mut rows)).await?;
+            actor.conn.run_cached(sql, &params, RowSink::Collect(&mut rows)).await?;
             Ok(rows.unwrap_or_default())
         })
         .await
+    }
+
+    /// Runs a query and hands its rows to `each` a batch at a time, as the
+    /// guest returns them (up to about 64 KiB of values per batch), so that
+    /// one batch is all the host holds however many rows there are.
+    /// `each` returning `ControlFlow::Break(())` ends the query there.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn f(actor: &mut wasqlite::Actor) -> Result<(), wasqlite::Error> {
+    /// use std::ops::ControlFlow;
+    /// let mut total = 0i64;
+    /// actor.query_batches("SELECT n FROM hits", (), |rows| {
+    ///     total += rows.iter().map(|r| r.get::<i64>(0).unwrap_or(0)).sum::<i64>();
+    ///     ControlFlow::Continue(())
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Actor::execute`]; rows handed over before an error stay handed
+    /// over.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Actor::query`].
+    pub async fn query_batches(
+        &mut self,
+        sql: &str,
+        params: impl Into<Params>,
+        mut each: impl FnMut(Rows) -> std::ops::ControlFlow<()> + Send,
+    ) -> Result<(), Error> {
+        let params = params.into();
+        self.call(async |actor| actor.conn.run_cached(sql, &params, RowSink::Each(&mut each)).await.map(drop)).await
     }
 
     /// The first row of a query.
@@ -329,11 +394,17 @@ impl Actor {
         let conn = &mut self.conn;
         let Ok(true) = conn.autocommit().await else { return };
         let mut rows = None;
-        if conn.run_cached("PRAGMA journal_mode", &Params::None, Some(&mut rows)).await.is_err() {
+        if conn.run_cached("PRAGMA journal_mode", &Params::None, RowSink::Collect(&mut rows)).await.is_err() {
             return;
         }
         let mode = rows.and_then(|r| r.get(0).and_then(|row| row.get::<String>(0).ok()));
-        if mode.as_deref() != Some("delete") || conn.run_batch("PRAGMA journal_mode=MEMORY; PRAGMA journal_mode=DELETE").await.is_err() {
+        if mode.as_deref() != Some("delete") {
+            return;
+        }
+        watchdog::set_trusted(&mut conn.store, true);
+        let switched = conn.run_batch("PRAGMA journal_mode=MEMORY; PRAGMA journal_mode=DELETE").await;
+        watchdog::set_trusted(&mut conn.store, false);
+        if switched.is_err() {
             return;
         }
         // A cold journal is dead weight (up to a transaction's worth of
@@ -345,7 +416,7 @@ impl Actor {
     /// Replaces the instance with a fresh one over the same KV. Statement
     /// handles and any open transaction die with the old instance.
     async fn reset(&mut self, because: &'static str) -> Result<(), Error> {
-        self.conn = self.host.instantiate(&self.id).await?;
+        self.conn = self.host.instantiate(&self.id, &self.interrupt).await?;
         tracing::info!(actor = %self.id, "instance rebuilt from the KV: {because}");
         self.rollback_pending = false;
         self.generation += 1;
@@ -370,6 +441,22 @@ impl Actor {
         // A dropped `Transaction` guard had given the transaction up already.
         self.transaction_aborted = transaction_open && !abandoned;
         Ok(())
+    }
+
+    /// The guest trapped (or broke the ABI) part-way through a call, so its
+    /// SQLite may be half-updated: rebuild the instance from the KV, as after
+    /// a cancelled call, and report `error` once. A transaction that was
+    /// open is gone, which the next call reports. Only when the rebuild
+    /// fails does the actor stay unusable.
+    async fn recover_from_trap(&mut self, error: Error) -> Error {
+        let transaction_open = !matches!(self.conn.autocommit().await, Ok(true));
+        let may_have_committed = self.conn.store.data().files.may_have_committed();
+        inflight::settled(&self.host.kv, &self.id).await;
+        match self.reset("the guest trapped").await {
+            Ok(()) => self.transaction_aborted = transaction_open,
+            Err(e) => self.poisoned = Some(format!("{error}; rebuilding the instance then failed: {e}")),
+        }
+        if may_have_committed { Error::OutcomeUnknown { source: Box::new(error) } } else { error }
     }
 
     /// The instance generation a `Transaction` begins under.
@@ -424,6 +511,7 @@ impl Actor {
             return Err(self.aborted_transaction());
         }
         self.in_call = true;
+        watchdog::arm(&mut self.conn.store, self.call_timeout);
         let result = self.run_call(f).await;
         self.in_call = false;
         result
@@ -437,9 +525,17 @@ impl Actor {
             self.rollback_if_open().await;
         }
         let result = f(self).await;
-        if let Err(Error::Guest { context, message, .. }) = &result {
-            self.poisoned = Some(format!("guest failure while {context}: {message}"));
-        }
+        let stopped = watchdog::disarm(&mut self.conn.store);
+        let result = match result {
+            Err(error @ (Error::Guest { .. } | Error::TooComplex)) => {
+                let error = stopped.map_or(error, stop_error);
+                return Err(self.recover_from_trap(error).await);
+            }
+            Err(e) if stopped.is_some() && e.sqlite_code().is_some_and(|c| c & 0xff == sqlite::SQLITE_INTERRUPT) => {
+                Err(stop_error(stopped.expect("checked")))
+            }
+            other => other,
+        };
         if self.poisoned.is_none() && self.conn.store.data().files.is_open(FileTag::Journal) {
             self.release_journal().await;
         }
@@ -478,8 +574,18 @@ impl Actor {
         result
     }
 
-    /// Brings the schema up to `migrations.latest()`.
+    /// Brings the schema up to `migrations.latest()`. Migrations are the
+    /// host's own SQL: they run with no call timeout, past the authorizer.
     pub(crate) async fn migrate(&mut self, migrations: &Migrations) -> Result<(), Error> {
+        let timeout = self.call_timeout.take();
+        watchdog::set_trusted(&mut self.conn.store, true);
+        let result = self.run_migrations(migrations).await;
+        watchdog::set_trusted(&mut self.conn.store, false);
+        self.call_timeout = timeout;
+        result
+    }
+
+    async fn run_migrations(&mut self, migrations: &Migrations) -> Result<(), Error> {
         let current: i64 = self.query_row("PRAGMA user_version", ()).await?.get(0)?;
         let current = usize::try_from(current).unwrap_or(usize::MAX);
         if current > migrations.latest() {
@@ -507,5 +613,13 @@ impl Actor {
             }
         }
         Ok(())
+    }
+}
+
+/// The error for a call the watchdog stopped.
+fn stop_error(reason: StopReason) -> Error {
+    match reason {
+        StopReason::Deadline(timeout) => Error::Timeout { timeout },
+        StopReason::Interrupted => Error::Interrupted,
     }
 }

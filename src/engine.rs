@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::guest::CallMode;
 use crate::guest::abi::{IMPORT_MODULE, VFS_METHODS};
 use crate::guest::exports::ExportIndex;
+use crate::guest::watchdog::TICK;
 use crate::guest::imports;
 use crate::state::ActorState;
 
@@ -125,6 +126,11 @@ impl Runtime {
         let mut wasm_config = Config::new();
         wasm_config.cranelift_opt_level(OptLevel::Speed);
         wasm_config.memory_init_cow(config.memory_init_cow);
+        // Every Store's calls are watched from epoch ticks (guest::watchdog).
+        wasm_config.epoch_interruption(true);
+        // A trap reaches users as one line; the host recovers by rebuilding
+        // the instance, and a wasm backtrace would tell them nothing.
+        wasm_config.wasm_backtrace_max_frames(None);
         // `perf` can name the guest's functions from /tmp/perf-PID.map, or
         // with `jitdump`, annotate their machine code (`perf inject --jit`).
         match std::env::var("WASQLITE_PERF_MAP").as_deref() {
@@ -149,6 +155,7 @@ impl Runtime {
             wasm_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&wasm_config).map_err(|e| Error::Engine(format!("creating the engine: {e}")))?;
+        start_ticker(&engine)?;
         let (module, loaded_from_cache) = load_or_compile(&engine, config.code_cache.dir().as_deref())?;
         check_imports(&module)?;
         let link = |mode| {
@@ -161,6 +168,23 @@ impl Runtime {
         let exports = ExportIndex::new(&module)?;
         Ok(Runtime { engine, fiber, direct, exports, loaded_from_cache })
     }
+}
+
+/// One thread per engine bumps its epoch every `TICK`, for as long as the
+/// engine lives (runtimes are kept for the life of the process).
+fn start_ticker(engine: &Engine) -> Result<(), Error> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasqlite-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .map(drop)
+        .map_err(|e| Error::Engine(format!("starting the epoch ticker thread: {e}")))
 }
 
 /// The guest may import the relay VFS methods and nothing else: no WASI,

@@ -119,6 +119,29 @@ pub enum Error {
         /// Why its instance was rebuilt.
         reason: &'static str,
     },
+    /// The call ran past its timeout ([`crate::Limits::call_timeout`]) and was
+    /// stopped; its statement was rolled back and the actor is usable.
+    #[error("the call ran past its timeout of {timeout:?} and was stopped; its statement was rolled back")]
+    Timeout {
+        /// The timeout it ran under.
+        timeout: std::time::Duration,
+    },
+    /// The call was stopped through an [`crate::InterruptHandle`]; its
+    /// statement was rolled back and the actor is usable.
+    #[error("the call was interrupted; its statement was rolled back")]
+    Interrupted,
+    /// A query's rows outgrew [`crate::Limits::max_result_bytes`]; nothing
+    /// was changed.
+    #[error("the query's rows outgrew the {limit}-byte cap for one result; read them with query_batches")]
+    ResultTooBig {
+        /// The cap.
+        limit: usize,
+    },
+    /// The statement nested too deeply (views of views, subqueries,
+    /// triggers) for the guest's stack. The actor was rebuilt from the KV
+    /// and is usable; nothing of the statement was committed.
+    #[error("the statement is nested too deeply for the guest's stack; simplify it (fewer nested views, subqueries or triggers)")]
+    TooComplex,
     /// `query_row` found no row.
     #[error("the query returned no rows")]
     NoRows,
@@ -180,6 +203,9 @@ impl Error {
     /// host was `context`: the root cause is the message, the whole error
     /// the source.
     pub(crate) fn trap(context: &'static str, error: wasmtime::Error) -> Error {
+        if let Some(wasmtime::Trap::StackOverflow) = error.downcast_ref::<wasmtime::Trap>() {
+            return Error::TooComplex;
+        }
         let message = error.root_cause().to_string();
         Error::Guest { context, message, source: Some(error.into()) }
     }
@@ -190,6 +216,7 @@ impl Error {
         match self {
             Error::Sqlite { code, .. } => Some(*code),
             Error::ParameterSet { source, .. } | Error::OutcomeUnknown { source } => source.sqlite_code(),
+            Error::Timeout { .. } | Error::Interrupted => Some(crate::codes::SQLITE_INTERRUPT),
             _ => None,
         }
     }

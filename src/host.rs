@@ -13,7 +13,9 @@ use crate::engine::{EngineConfig, Runtime};
 use crate::error::Error;
 use crate::guest::CallMode;
 use crate::guest::exports::GuestApi;
+use crate::guest::watchdog::{self, InterruptHandle, Watchdog};
 use crate::kv::{KvError, KvLimits, KvStore, inflight};
+use crate::limits::Limits;
 use crate::migrations::Migrations;
 use crate::sql::statement::Connection;
 use crate::state::{ActorState, Gauges};
@@ -29,6 +31,8 @@ pub struct HostConfig {
     /// Seed for the guest's randomness (xRandomness), for reproducible
     /// runs; `None` seeds from the OS.
     pub seed: Option<u64>,
+    /// What each actor may spend: call time, database size, SQL limits.
+    pub limits: Limits,
 }
 
 pub(crate) struct HostInner {
@@ -55,13 +59,19 @@ impl HostInner {
         inflight::run_to_completion(&self.kv, id, async move { kv.delete_actor(&actor).await }).await
     }
 
-    /// Builds a Store, instantiates the guest in it and opens the database.
-    /// On error everything built is dropped before returning.
-    pub(crate) async fn instantiate(&self, id: &ActorId) -> Result<Connection, Error> {
-        let state =
-            ActorState::new(self.kv.clone(), id.clone(), self.gauges.clone(), self.config.engine.max_memory, self.config.seed);
+    /// Builds a Store, instantiates the guest in it and opens the database;
+    /// `interrupt` reaches the calls made on it. On error everything built is
+    /// dropped before returning.
+    pub(crate) async fn instantiate(&self, id: &ActorId, interrupt: &InterruptHandle) -> Result<Connection, Error> {
+        let limits = &self.config.limits;
+        let watchdog = Watchdog::new(interrupt.clone(), limits.stop_grace);
+        let mut state =
+            ActorState::new(self.kv.clone(), id.clone(), self.gauges.clone(), self.config.engine.max_memory, self.config.seed, watchdog);
+        state.files.set_max_size(limits.max_database_size);
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| state.limiter());
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(watchdog::on_tick(self.call_mode));
         let instance = match self.call_mode {
             CallMode::Direct => self.runtime.direct.instantiate(&mut store),
             CallMode::Fiber => self.runtime.fiber.instantiate_async(&mut store).await,
@@ -70,9 +80,9 @@ impl HostInner {
             (true, Some(slots)) => Error::PoolFull { slots },
             _ => Error::trap("instantiating the guest", e),
         })?;
-        let api = GuestApi::new(&mut store, &instance, &self.runtime.exports, self.call_mode).await?;
-        let db = api.open(&mut store).await?;
-        Ok(Connection::new(store, api, db))
+        let mut api = GuestApi::new(&mut store, &instance, &self.runtime.exports, self.call_mode).await?;
+        let db = api.open(&mut store, &limits.sql.as_array()).await?;
+        Ok(Connection::new(store, api, db, limits.max_result_bytes))
     }
 }
 
@@ -200,8 +210,9 @@ impl Host {
         // A write of an earlier instance whose caller went away may still be
         // landing; this instance must read after it.
         inflight::settled(&self.inner.kv, &id).await;
-        let instance = self.inner.instantiate(&id).await?;
-        let mut actor = Actor::new(id, self.inner.clone(), instance, guard);
+        let interrupt = InterruptHandle::new();
+        let instance = self.inner.instantiate(&id, &interrupt).await?;
+        let mut actor = Actor::new(id, self.inner.clone(), instance, guard, interrupt);
         if !self.inner.config.migrations.is_empty() {
             actor.migrate(&self.inner.config.migrations).await?;
         }

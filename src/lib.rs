@@ -19,6 +19,7 @@ mod engine;
 mod error;
 mod guest;
 mod host;
+mod limits;
 pub mod kv;
 mod migrations;
 #[cfg(feature = "simulation")]
@@ -31,7 +32,9 @@ pub use actor::Actor;
 pub use actor_id::{ActorId, MAX_ACTOR_ID_LEN};
 pub use engine::{CodeCache, DEFAULT_POOL_SLOTS, EngineConfig, MODULE_SHA256};
 pub use error::{Error, code_name};
+pub use guest::watchdog::InterruptHandle;
 pub use host::{Host, HostConfig};
+pub use limits::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_DATABASE_SIZE, Limits, SqlLimits};
 pub use kv::{KvCounters, KvError, KvLimits, KvStore, MemoryKv, RedbKv, open_store};
 pub use migrations::Migrations;
 pub use sql::params::Params;

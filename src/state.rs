@@ -10,6 +10,7 @@ use rand::rngs::SmallRng;
 use wasmtime::{Memory, ResourceLimiter};
 
 use crate::actor_id::ActorId;
+use crate::guest::watchdog::Watchdog;
 use crate::kv::KvStore;
 use crate::vfs::ActorFiles;
 
@@ -32,6 +33,8 @@ pub(crate) struct ActorState {
     pub(crate) rng: SmallRng,
     /// Reused by xRead so that page reads do not allocate.
     pub(crate) read_buf: Vec<u8>,
+    /// Stops a call at its deadline or on an interrupt.
+    pub(crate) watchdog: Watchdog,
     limiter: MemoryLimiter,
 }
 
@@ -42,6 +45,7 @@ impl ActorState {
         gauges: Arc<Gauges>,
         max_memory: usize,
         seed: Option<u64>,
+        watchdog: Watchdog,
     ) -> ActorState {
         gauges.instances.fetch_add(1, Ordering::Relaxed);
         ActorState {
@@ -49,6 +53,7 @@ impl ActorState {
             memory: None,
             rng: seed.map_or_else(|| SmallRng::from_rng(&mut rand::rng()), SmallRng::seed_from_u64),
             read_buf: Vec::new(),
+            watchdog,
             limiter: MemoryLimiter { gauges, max_memory, current: 0 },
         }
     }

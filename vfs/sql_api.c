@@ -106,16 +106,84 @@ void wasqlite_free(void *p){
 }
 
 /*
+** The control block: two words the host writes straight into guest memory
+** (it learns their address once, from wasqlite_control), so that it can
+** reach a running statement without calling into the guest, which it
+** cannot do from inside an epoch callback.
+*/
+typedef struct Control Control;
+struct Control {
+  /* Nonzero: the call has passed its deadline or was interrupted. The
+  ** progress handler ends the running statement with SQLITE_INTERRUPT,
+  ** which rolls its writes back. The host clears it before each call. */
+  volatile int32_t stop;
+  /* Nonzero while the host runs its own SQL (migrations, journal upkeep):
+  ** the authorizer lets it change what tenants may not. */
+  volatile int32_t trusted;
+};
+static Control control;
+
+WASQLITE_EXPORT(wasqlite_control)
+Control *wasqlite_control(void){
+  return &control;
+}
+
+/* Virtual machine steps between two looks at control.stop: a few
+** microseconds of work, so a stop takes effect at once. */
+#define PROGRESS_STEPS 1000
+
+static int progressCheck(void *pArg){
+  (void)pArg;
+  return control.stop;
+}
+
+/*
+** Settings a tenant's SQL must not change, since they keep the database
+** durable (journal_mode, synchronous, locking_mode), bounded (max_page_count,
+** mmap_size, heap limits), checked (cell_size_check, trusted_schema,
+** writable_schema, schema_version) or in the layout the host maps onto the
+** KV (page_size, temp_store and its directories). Reading them is allowed.
+*/
+static const char *const azGuardedPragma[] = {
+  "busy_timeout", "cell_size_check", "data_store_directory",
+  "hard_heap_limit", "journal_mode", "locking_mode", "max_page_count",
+  "mmap_size", "page_size", "schema_version", "soft_heap_limit",
+  "synchronous", "temp_store", "temp_store_directory", "threads",
+  "trusted_schema", "writable_schema",
+};
+
+static int authorize(
+  void *pArg, int action, const char *zArg1, const char *zArg2,
+  const char *zDb, const char *zTrigger
+){
+  (void)pArg; (void)zDb; (void)zTrigger;
+  if( control.trusted || action!=SQLITE_PRAGMA || zArg2==0 ) return SQLITE_OK;
+  for(size_t i=0; i<sizeof(azGuardedPragma)/sizeof(azGuardedPragma[0]); i++){
+    if( sqlite3_stricmp(zArg1, azGuardedPragma[i])==0 ) return SQLITE_DENY;
+  }
+  return SQLITE_OK;
+}
+
+/*
 ** Open the actor's database. Page size, journal mode and exclusive locking
 ** are compile-time defaults (wasm/flags), so opening does no I/O: the first
-** statement reads the header.
+** statement reads the header. aLimit holds nLimit values for
+** sqlite3_limit(), indexed by SQLITE_LIMIT_*; a negative one leaves that
+** limit at its compile-time value.
 */
 WASQLITE_EXPORT(wasqlite_open)
-int32_t wasqlite_open(sqlite3 **ppDb){
+int32_t wasqlite_open(sqlite3 **ppDb, const int32_t *aLimit, int32_t nLimit){
   int rc = sqlite3_open_v2(DB_NAME, ppDb,
       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_EXRESCODE, 0);
-  if( rc==SQLITE_OK ) sqlite3_extended_result_codes(*ppDb, 1);
-  return rc;
+  if( rc!=SQLITE_OK ) return rc;
+  sqlite3_extended_result_codes(*ppDb, 1);
+  for(int32_t i=0; i<nLimit; i++){
+    if( aLimit[i]>=0 ) sqlite3_limit(*ppDb, i, aLimit[i]);
+  }
+  control.stop = 0;
+  control.trusted = 0;
+  sqlite3_progress_handler(*ppDb, PROGRESS_STEPS, progressCheck, 0);
+  return sqlite3_set_authorizer(*ppDb, authorize, 0);
 }
 
 WASQLITE_EXPORT(wasqlite_close)

@@ -69,7 +69,7 @@ pub(crate) struct GuestApi {
     memory: Memory,
     malloc: TypedFunc<i32, i32>,
     free: TypedFunc<i32, ()>,
-    open: TypedFunc<i32, i32>,
+    open: TypedFunc<(i32, i32, i32), i32>,
     close: TypedFunc<i32, i32>,
     prepare: TypedFunc<(i32, i32, i32, i32), i32>,
     bind: TypedFunc<(i32, i32, i32), i32>,
@@ -81,6 +81,7 @@ pub(crate) struct GuestApi {
     errcode: TypedFunc<i32, i32>,
     errmsg: TypedFunc<i32, i32>,
     autocommit: TypedFunc<i32, i32>,
+    control: TypedFunc<(), i32>,
     /// 32 bytes of guest memory for out-parameters (PrepareResult,
     /// StepResult and Buffer in sql_api.c, the largest 32).
     scratch: i32,
@@ -128,7 +129,7 @@ pub(crate) struct ExportIndex {
 }
 
 /// Every function export the host calls, in `ExportIndex::funcs` order.
-const FUNCS: [&str; 15] = [
+const FUNCS: [&str; 16] = [
     "wasqlite_abi_version",
     "wasqlite_malloc",
     "wasqlite_free",
@@ -144,6 +145,7 @@ const FUNCS: [&str; 15] = [
     "wasqlite_errcode",
     "wasqlite_errmsg",
     "wasqlite_autocommit",
+    "wasqlite_control",
 ];
 
 impl ExportIndex {
@@ -233,6 +235,7 @@ impl GuestApi {
             errcode: export!(),
             errmsg: export!(),
             autocommit: export!(),
+            control: export!(),
             scratch: 0,
             arg_buf: 0,
             arg_cap: 0,
@@ -244,6 +247,11 @@ impl GuestApi {
             invoke(mode, &initialize, store, ()).await.map_err(guest_err("initializing the guest"))?;
         }
         api.scratch = api.malloc(store, 32).await?;
+        let control = invoke(mode, &api.control, store, ()).await.map_err(guest_err("wasqlite_control"))?;
+        if slice(api.memory.data(&*store), control, 8).is_none() {
+            return Err(bad_guest_pointer("wasqlite_control"));
+        }
+        store.data_mut().watchdog.set_control(control);
         Ok(api)
     }
 
@@ -275,9 +283,13 @@ impl GuestApi {
         Ok(GuestPtr(self.arg_buf))
     }
 
-    /// Opens the actor's database; returns the connection handle.
-    pub(crate) async fn open(&self, store: &mut Store<ActorState>) -> Result<DbHandle, Error> {
-        let rc = invoke(self.mode, &self.open, store, self.scratch).await.map_err(guest_err("wasqlite_open"))?;
+    /// Opens the actor's database under `limits` (`sqlite3_limit` values
+    /// by index); returns the connection handle.
+    pub(crate) async fn open(&mut self, store: &mut Store<ActorState>, limits: &[i32]) -> Result<DbHandle, Error> {
+        let bytes: Vec<u8> = limits.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let staged = self.stage(store, &bytes).await?;
+        let args = (self.scratch, staged.0, limits.len() as i32);
+        let rc = invoke(self.mode, &self.open, store, args).await.map_err(guest_err("wasqlite_open"))?;
         let db = read_i32(self.memory.data(&*store), self.scratch).ok_or_else(|| bad_guest_pointer("wasqlite_open"))?;
         if rc != 0 {
             let message = if db != 0 { self.errmsg(store, DbHandle(db)).await? } else { "sqlite3_open_v2 failed".into() };

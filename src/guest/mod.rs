@@ -7,6 +7,7 @@ pub(crate) mod exports;
 pub(crate) mod handles;
 pub(crate) mod imports;
 pub(crate) mod memory;
+pub(crate) mod watchdog;
 
 /// How the host calls into a guest instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

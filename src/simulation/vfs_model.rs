@@ -21,7 +21,7 @@ use crate::codes as sqlite;
 use crate::actor_id::ActorId;
 use crate::kv::{KvLimits, MemoryKv};
 use crate::vfs::layout::{CHUNK_SIZE, FileTag};
-use crate::vfs::{ActorFiles, DB_NAME};
+use crate::vfs::{ActorFiles, DB_NAME, open_type};
 
 /// The early-flush threshold the model runs with: four chunks.
 const EARLY_FLUSH_BYTES: usize = 4 * CHUNK_SIZE;
@@ -139,8 +139,14 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
         let fail = |what: String| Err(format!("op {i} {op:?}: {what}"));
         let is_open = |m: &Model, tag: FileTag| m.open[tag.index()];
         match op.clone() {
+            VfsOp::Open(tag) if is_open(&m, tag) => {
+                let rc = files.open(Some(&name(tag)), open_type(tag) | sqlite::SQLITE_OPEN_READWRITE).await;
+                if rc != Err(sqlite::SQLITE_CANTOPEN) {
+                    return fail(format!("a second open returned {rc:?}, not SQLITE_CANTOPEN"));
+                }
+            }
             VfsOp::Open(tag) => {
-                let rc = files.open(Some(&name(tag)), sqlite::SQLITE_OPEN_CREATE | sqlite::SQLITE_OPEN_READWRITE).await;
+                let rc = files.open(Some(&name(tag)), open_type(tag) | sqlite::SQLITE_OPEN_CREATE | sqlite::SQLITE_OPEN_READWRITE).await;
                 if rc != Ok(tag as i32) {
                     return fail(format!("open returned {rc:?}"));
                 }
@@ -268,7 +274,8 @@ pub async fn check(ops: &[VfsOp], limits: KvLimits) -> Result<(), String> {
                 m.open = [false; 4];
                 for tag in [FileTag::Main, FileTag::Journal, FileTag::Wal] {
                     let want = &m.durable[tag.index()];
-                    let exists = files.open(Some(&name(tag)), sqlite::SQLITE_OPEN_READWRITE).await.is_ok();
+                    let exists = files.open(Some(&name(tag)), open_type(tag) | sqlite::SQLITE_OPEN_READWRITE).await.is_ok();
+                    m.open[tag.index()] = exists;
                     if exists != want.is_some() {
                         return fail(format!("after reopen {tag:?} exists={exists}, want {}", want.is_some()));
                     }

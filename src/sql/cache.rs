@@ -79,6 +79,13 @@ impl StatementCache {
         }
     }
 
+    /// Takes one statement out of the cache, as a query stopped part-way
+    /// must be: it is not reset, which breaks invariant 2.
+    pub(crate) fn remove(&mut self, sql: &str) -> Option<StmtHandle> {
+        self.order.retain(|s| &**s != sql);
+        self.statements.remove(sql).map(|e| e.prepared.stmt)
+    }
+
     /// Every cached handle, emptying the cache.
     pub(crate) fn drain(&mut self) -> Vec<StmtHandle> {
         self.order.clear();

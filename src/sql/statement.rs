@@ -13,7 +13,9 @@
 //! for `close`. A `StmtRef` lent out for one call therefore never outlives
 //! its statement.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime::Store;
 
@@ -43,6 +45,8 @@ pub(crate) struct Connection {
     retired: Vec<StmtHandle>,
     /// `sqlite3_last_insert_rowid()` as of the last finished statement.
     pub(crate) last_rowid: i64,
+    /// Most bytes of encoded rows one `RowSink::Collect` takes.
+    max_result_bytes: usize,
 }
 
 /// The message for a failure of the guest's SQL layer (vfs/sql_api.c)
@@ -55,14 +59,36 @@ fn guest_layer_message(rc: i32) -> &'static str {
     }
 }
 
+/// Where the rows of a statement go.
+pub(crate) enum RowSink<'a> {
+    /// Stepped through and dropped.
+    Discard,
+    /// All kept, in one `Rows`.
+    Collect(&'a mut Option<Rows>),
+    /// Handed over a batch at a time, as the guest returns them; `Break`
+    /// ends the statement there.
+    Each(&'a mut (dyn FnMut(Rows) -> ControlFlow<()> + Send)),
+}
+
+impl RowSink<'_> {
+    fn wants_rows(&self) -> bool {
+        !matches!(self, RowSink::Discard)
+    }
+}
+
 /// What a finished statement reports.
 pub(crate) struct Outcome {
     pub(crate) changes: u64,
+    /// A `RowSink::Each` said `Break`, or a `Collect` outgrew its cap,
+    /// with rows left: the statement was not reset.
+    pub(crate) stopped_early: bool,
+    /// A `Collect` outgrew `max_result_bytes`.
+    pub(crate) too_big: bool,
 }
 
 impl Connection {
-    pub(crate) fn new(store: Store<ActorState>, api: GuestApi, db: DbHandle) -> Connection {
-        Connection { store, api, db, cache: StatementCache::default(), retired: Vec::new(), last_rowid: 0 }
+    pub(crate) fn new(store: Store<ActorState>, api: GuestApi, db: DbHandle, max_result_bytes: usize) -> Connection {
+        Connection { store, api, db, cache: StatementCache::default(), retired: Vec::new(), last_rowid: 0, max_result_bytes }
     }
 
     /// Gives up a statement; `finalize_retired` finalizes it.
@@ -155,20 +181,30 @@ impl Connection {
         Ok(cached)
     }
 
-    /// Runs `sql` through the statement cache, collecting rows into `rows`
-    /// when asked.
-    pub(crate) async fn run_cached(&mut self, sql: &str, params: &Params, rows: Option<&mut Option<Rows>>) -> Result<Outcome, Error> {
+    /// Runs `sql` through the statement cache; its rows go to `rows`.
+    pub(crate) async fn run_cached(&mut self, sql: &str, params: &Params, rows: RowSink<'_>) -> Result<Outcome, Error> {
         let cached = self.cached(sql).await?;
-        let columns = match (&rows, cached.columns) {
-            (None, _) => None,
-            (Some(_), Some(columns)) => Some(columns),
-            (Some(_), None) => {
+        let columns = match (rows.wants_rows(), cached.columns) {
+            (false, _) => None,
+            (true, Some(columns)) => Some(columns),
+            (true, None) => {
                 let columns = self.column_names(cached.stmt).await?;
                 self.cache.set_columns(sql, columns.clone());
                 Some(columns)
             }
         };
-        self.run(cached.stmt, cached.param_count, cached.column_count, columns, params, rows).await
+        let outcome = self.run(cached.stmt, cached.param_count, cached.column_count, columns, params, rows).await?;
+        if outcome.stopped_early {
+            // Finalizing is the guest's only way to end a statement part-way.
+            if let Some(stmt) = self.cache.remove(sql) {
+                self.retire(stmt);
+            }
+            self.finalize_retired().await?;
+        }
+        if outcome.too_big {
+            return Err(Error::ResultTooBig { limit: self.max_result_bytes });
+        }
+        Ok(outcome)
     }
 
     async fn column_names(&mut self, stmt: StmtRef) -> Result<Arc<[String]>, Error> {
@@ -179,8 +215,9 @@ impl Connection {
         Ok(decode_names(names)?.into())
     }
 
-    /// Binds, steps to the end and reports; rows go to `rows` when asked
-    /// (with `columns`). The guest resets the statement when it ends.
+    /// Binds, steps to the end and reports; rows go to `rows` (with
+    /// `columns`, which a sink other than `Discard` needs). The guest resets
+    /// the statement when it ends, not when a sink stops it early.
     async fn run(
         &mut self,
         stmt: StmtRef,
@@ -188,28 +225,49 @@ impl Connection {
         column_count: usize,
         columns: Option<Arc<[String]>>,
         params: &Params,
-        rows: Option<&mut Option<Rows>>,
+        mut rows: RowSink<'_>,
     ) -> Result<Outcome, Error> {
         let encoded = params.encode(param_count)?;
         let params_ptr = match encoded.is_empty() {
             true => GuestPtr(0),
             false => self.api.stage(&mut self.store, &encoded).await?,
         };
-        let mut collected = columns.map(Rows::new);
-        let mut sink = |bytes: &[u8], count: usize| match collected.as_mut() {
-            Some(rows) => decode_rows(bytes, count, column_count, |values| rows.push(values)),
-            None => Ok(()),
+        let columns = columns.unwrap_or_else(|| Arc::from([]));
+        let mut collected = Rows::new(columns.clone());
+        // Atomic only so that the future stays Send; nothing is shared.
+        let stop = AtomicBool::new(false);
+        let (mut collected_bytes, mut too_big) = (0usize, false);
+        let mut sink = |bytes: &[u8], count: usize| match &mut rows {
+            RowSink::Discard => Ok(()),
+            RowSink::Collect(_) if too_big => Ok(()),
+            RowSink::Collect(_) => {
+                collected_bytes += bytes.len();
+                if collected_bytes > self.max_result_bytes {
+                    too_big = true;
+                    stop.store(true, Ordering::Relaxed);
+                    collected = Rows::new(Arc::from([]));
+                    return Ok(());
+                }
+                decode_rows(bytes, count, column_count, |values| collected.push(values))
+            }
+            RowSink::Each(each) => {
+                let mut batch = Rows::new(columns.clone());
+                decode_rows(bytes, count, column_count, |values| batch.push(values))?;
+                stop.store(each(batch).is_break(), Ordering::Relaxed);
+                Ok(())
+            }
         };
         let mut step = self.api.run(&mut self.store, stmt, params_ptr, encoded.len(), &mut sink).await?;
         loop {
             match step {
+                Step::More if stop.load(Ordering::Relaxed) => return Ok(Outcome { changes: 0, stopped_early: true, too_big }),
                 Step::More => step = self.api.next(&mut self.store, stmt, &mut sink).await?,
                 Step::Done { changes, last_rowid } => {
                     self.last_rowid = last_rowid;
-                    if let Some(out) = rows {
-                        *out = collected;
+                    if let RowSink::Collect(out) = rows {
+                        *out = Some(collected);
                     }
-                    return Ok(Outcome { changes: changes.max(0) as u64 });
+                    return Ok(Outcome { changes: changes.max(0) as u64, stopped_early: false, too_big });
                 }
                 Step::Failed(rc) => return Err(self.run_error(stmt, params, rc).await),
             }
@@ -300,7 +358,7 @@ impl Connection {
             offset += next.tail.max(1);
             let stmt = prepared.stmt.as_ref();
             // Batches bind no parameters, so the staged text stays where it is.
-            let result = self.run(stmt, prepared.param_count, prepared.column_count, None, &Params::None, None).await;
+            let result = self.run(stmt, prepared.param_count, prepared.column_count, None, &Params::None, RowSink::Discard).await;
             self.retire(prepared.stmt);
             self.finalize_retired().await?;
             result?;

@@ -38,6 +38,19 @@ pub const DB_NAME: &str = "actor.db";
 /// asks, to bound host memory during large non-atomic transactions.
 const FLUSH_THRESHOLD: usize = 8 << 20;
 
+/// The largest file the layout addresses: a u32 chunk index of 4 KiB chunks.
+const MAX_FILE_SIZE: u64 = (u32::MAX as u64 + 1) * CHUNK_SIZE as u64;
+
+/// The SQLITE_OPEN_* bits that say what kind of file SQLite opens.
+const OPEN_TYPES: i32 = sqlite::SQLITE_OPEN_MAIN_DB
+    | sqlite::SQLITE_OPEN_TEMP_DB
+    | sqlite::SQLITE_OPEN_TRANSIENT_DB
+    | sqlite::SQLITE_OPEN_MAIN_JOURNAL
+    | sqlite::SQLITE_OPEN_TEMP_JOURNAL
+    | sqlite::SQLITE_OPEN_SUBJOURNAL
+    | sqlite::SQLITE_OPEN_SUPER_JOURNAL
+    | sqlite::SQLITE_OPEN_WAL;
+
 /// Most chunks a cold read fetches ahead when SQLite reads sequentially.
 const READAHEAD_MAX: u32 = 32;
 
@@ -120,6 +133,15 @@ impl FileState {
     }
 }
 
+/// The SQLITE_OPEN_* type bit SQLite opens the file of `tag` with.
+pub fn open_type(tag: FileTag) -> i32 {
+    match tag {
+        FileTag::Main => sqlite::SQLITE_OPEN_MAIN_DB,
+        FileTag::Journal => sqlite::SQLITE_OPEN_MAIN_JOURNAL,
+        FileTag::Wal | FileTag::Shm => sqlite::SQLITE_OPEN_WAL,
+    }
+}
+
 /// A `batch_get` reply, if it has one value per key: a backend that
 /// answers short or long is broken, and gets a KV error, not a panic.
 fn answered_all(keys: &[Bytes], values: Vec<Option<Bytes>>) -> Result<Vec<Option<Bytes>>, KvError> {
@@ -143,6 +165,9 @@ pub struct ActorFiles {
     limits: KvLimits,
     /// Buffered bytes of one file past which `finish_write` flushes it.
     flush_threshold: usize,
+    /// Largest size of the database file; the journal and WAL may reach
+    /// twice it (see `max_size_of`).
+    max_size: u64,
     files: [FileState; 4],
     /// False until the meta keys are read, once per wake.
     loaded: bool,
@@ -169,6 +194,7 @@ impl ActorFiles {
             actor,
             limits,
             flush_threshold: FLUSH_THRESHOLD,
+            max_size: MAX_FILE_SIZE,
             files: Default::default(),
             loaded: false,
             atomic: None,
@@ -176,6 +202,22 @@ impl ActorFiles {
             write_failed: false,
             journal_hot: false,
             may_have_committed: false,
+        }
+    }
+
+    /// Caps the database file at `bytes` (at most the 16 TiB the layout's
+    /// u32 chunk index addresses).
+    pub fn set_max_size(&mut self, bytes: u64) {
+        self.max_size = bytes.min(MAX_FILE_SIZE);
+    }
+
+    /// The cap of one file: a rollback journal holds up to a whole
+    /// database's pages, each with a few bytes of framing, and so may a WAL
+    /// before its checkpoint.
+    fn max_size_of(&self, tag: FileTag) -> u64 {
+        match tag {
+            FileTag::Main => self.max_size,
+            _ => self.max_size.saturating_mul(2).min(MAX_FILE_SIZE),
         }
     }
 
@@ -294,6 +336,18 @@ impl ActorFiles {
                 Ok(m) => m,
                 Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("{tag} file: {e}"))),
             };
+            // A size no write of this host could have made is crafted or
+            // corrupt. Taken as it is, SQLite would see a database of no
+            // pages (its page count overflows) and a write would overwrite
+            // page 1; refusing it keeps every stored page.
+            if let Some(size) = meta
+                && size > self.max_size_of(*tag)
+            {
+                return Err(self.fail(
+                    sqlite::SQLITE_CORRUPT,
+                    format!("the stored {tag} file size {size} is past this host's cap of {} bytes", self.max_size_of(*tag)),
+                ));
+            }
             self.files[tag.index()] = FileState::from_meta(meta);
         }
         self.loaded = true;
@@ -308,7 +362,21 @@ impl ActorFiles {
                 format!("an actor has one database, '{DB_NAME}'; cannot open '{}'", name.unwrap_or("(a file with no name)")),
             ));
         };
+        if flags & OPEN_TYPES != open_type(tag) {
+            return Err(self.fail(
+                sqlite::SQLITE_CANTOPEN,
+                format!("'{}' is the actor's {tag} file and cannot be opened as another kind of file", name.unwrap_or_default()),
+            ));
+        }
         self.ensure_loaded().await?;
+        if self.files[tag.index()].open {
+            // A second pager over the same file would write from a stale
+            // cache: ATTACH or VACUUM INTO of the actor's own file.
+            return Err(self.fail(
+                sqlite::SQLITE_CANTOPEN,
+                format!("the actor's {tag} file '{}' is already open and cannot be opened twice", name.unwrap_or_default()),
+            ));
+        }
         let file = &mut self.files[tag.index()];
         if !file.exists {
             if flags & sqlite::SQLITE_OPEN_CREATE == 0 {
@@ -522,6 +590,9 @@ impl ActorFiles {
         if len == 0 {
             return sqlite::SQLITE_OK;
         }
+        if end > self.max_size_of(tag) {
+            return self.fail(sqlite::SQLITE_FULL, self.full_message(tag, end));
+        }
         let (Some(first), Some(last)) = (ChunkIndex::containing(offset), ChunkIndex::containing(end - 1)) else {
             return self.fail(sqlite::SQLITE_FULL, format!("write at offset {offset} is past the largest file"));
         };
@@ -587,14 +658,18 @@ impl ActorFiles {
         sqlite::SQLITE_OK
     }
 
+    fn full_message(&self, tag: FileTag, size: u64) -> String {
+        format!("the actor's {tag} file would grow to {size} bytes, past its cap of {} bytes", self.max_size_of(tag))
+    }
+
     /// xTruncate. Shrinking drops buffered chunks past the end and marks the
     /// KV chunks there stale; the next flush deletes them.
     pub async fn truncate(&mut self, tag: FileTag, new_size: u64) -> ResultCode {
         if let Err(rc) = self.ensure_loaded().await {
             return rc;
         }
-        if ChunkIndex::containing(new_size).is_none() {
-            return self.fail(sqlite::SQLITE_IOERR_TRUNCATE, format!("truncate to {new_size} bytes is too large"));
+        if new_size > self.max_size_of(tag) {
+            return self.fail(sqlite::SQLITE_FULL, self.full_message(tag, new_size));
         }
         let file = &self.files[tag.index()];
         if new_size >= file.size {
@@ -867,14 +942,14 @@ mod tests {
     #[tokio::test]
     async fn unaligned_writes_survive_a_flush_and_a_reload() {
         let (kv, mut files, actor) = setup(None);
-        let tag = files.open(Some("actor.db-journal"), sqlite::SQLITE_OPEN_CREATE).await.unwrap();
+        let tag = files.open(Some("actor.db-journal"), sqlite::SQLITE_OPEN_CREATE | sqlite::SQLITE_OPEN_MAIN_JOURNAL).await.unwrap();
         let tag = FileTag::from_index(tag as usize).unwrap();
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         write(&mut files, tag, 100, &data).await;
         assert_eq!(files.flush(tag).await, sqlite::SQLITE_OK);
         // A fresh view of the same KV sees the same bytes.
         let mut again = ActorFiles::new(kv, actor);
-        again.open(Some("actor.db-journal"), 0).await.unwrap();
+        again.open(Some("actor.db-journal"), sqlite::SQLITE_OPEN_MAIN_JOURNAL).await.unwrap();
         let (rc, got) = read(&mut again, tag, 0, 10_100).await;
         assert_eq!(rc, sqlite::SQLITE_OK);
         assert_eq!(&got[..100], &[0u8; 100][..]);
@@ -884,7 +959,7 @@ mod tests {
     #[tokio::test]
     async fn short_read_zero_fills_the_tail() {
         let (_kv, mut files, _) = setup(None);
-        files.open(Some("actor.db"), sqlite::SQLITE_OPEN_CREATE).await.unwrap();
+        files.open(Some("actor.db"), sqlite::SQLITE_OPEN_CREATE | sqlite::SQLITE_OPEN_MAIN_DB).await.unwrap();
         write(&mut files, FileTag::Main, 0, &[7u8; 10]).await;
         let (rc, got) = read(&mut files, FileTag::Main, 5, 20).await;
         assert_eq!(rc, sqlite::SQLITE_IOERR_SHORT_READ);
@@ -895,7 +970,7 @@ mod tests {
     #[tokio::test]
     async fn truncate_then_regrow_reads_zeros_and_deletes_chunks() {
         let (kv, mut files, actor) = setup(None);
-        files.open(Some("actor.db"), sqlite::SQLITE_OPEN_CREATE).await.unwrap();
+        files.open(Some("actor.db"), sqlite::SQLITE_OPEN_CREATE | sqlite::SQLITE_OPEN_MAIN_DB).await.unwrap();
         write(&mut files, FileTag::Main, 0, &vec![9u8; 5 * CHUNK_SIZE]).await;
         assert_eq!(files.flush(FileTag::Main).await, sqlite::SQLITE_OK);
         assert_eq!(kv.keys(&actor).len(), 6);
@@ -907,7 +982,7 @@ mod tests {
         // Meta + chunk 0 (the only one ever written below the cut) remain.
         assert_eq!(kv.keys(&actor), vec![meta_key(FileTag::Main), chunk_key(FileTag::Main, ChunkIndex(0))]);
         let mut again = ActorFiles::new(kv, actor);
-        again.open(Some("actor.db"), 0).await.unwrap();
+        again.open(Some("actor.db"), sqlite::SQLITE_OPEN_MAIN_DB).await.unwrap();
         assert_eq!(again.file_size(FileTag::Main).await.unwrap(), 3 * CHUNK_SIZE as u64);
         let (_, got2) = read(&mut again, FileTag::Main, 0, 3 * CHUNK_SIZE).await;
         assert_eq!(got, got2);
@@ -916,7 +991,7 @@ mod tests {
     #[tokio::test]
     async fn atomic_commit_is_one_put_or_an_ioerr_without_kv_calls() {
         let (kv, mut files, actor) = setup(Some(KvLimits::RIVET));
-        files.open(Some("actor.db"), sqlite::SQLITE_OPEN_CREATE).await.unwrap();
+        files.open(Some("actor.db"), sqlite::SQLITE_OPEN_CREATE | sqlite::SQLITE_OPEN_MAIN_DB).await.unwrap();
         assert_eq!(files.flush(FileTag::Main).await, sqlite::SQLITE_OK);
         kv.reset_counters(&actor);
         assert_eq!(files.file_control(FileTag::Main, sqlite::SQLITE_FCNTL_BEGIN_ATOMIC_WRITE).await, 0);
@@ -941,7 +1016,7 @@ mod tests {
     #[tokio::test]
     async fn large_flush_respects_batch_limits() {
         let (kv, mut files, actor) = setup(Some(KvLimits::RIVET));
-        files.open(Some("actor.db-journal"), sqlite::SQLITE_OPEN_CREATE).await.unwrap();
+        files.open(Some("actor.db-journal"), sqlite::SQLITE_OPEN_CREATE | sqlite::SQLITE_OPEN_MAIN_JOURNAL).await.unwrap();
         write(&mut files, FileTag::Journal, 0, &vec![3u8; 600 * CHUNK_SIZE + 17]).await;
         assert_eq!(files.flush(FileTag::Journal).await, sqlite::SQLITE_OK);
         let c = kv.counters(&actor);

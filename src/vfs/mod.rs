@@ -8,4 +8,4 @@
 mod files;
 pub mod layout;
 
-pub use files::{ActorFiles, DB_NAME, ResultCode};
+pub use files::{ActorFiles, DB_NAME, ResultCode, open_type};

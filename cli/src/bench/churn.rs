@@ -270,7 +270,7 @@ pub(crate) async fn run(args: ChurnArgs) -> Result<ExitCode> {
         ..defaults
     };
     let keep_resident = engine.keep_resident;
-    let config = HostConfig { engine, migrations: Migrations::new([schema(args.tables)]), seed: None };
+    let config = HostConfig { engine, migrations: Migrations::new([schema(args.tables)]), ..Default::default() };
 
     let process_start_rss = Rss::now();
     let kv = wasqlite::kv::open_store(&args.store)?;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{StoreArg, actor_id, format, sql};
+use super::{StoreArg, TimeoutArg, actor_id, format, sql};
 
 #[derive(Args, Debug)]
 pub(crate) struct ExecArgs {
@@ -19,6 +19,8 @@ pub(crate) struct ExecArgs {
     actor: String,
     #[command(flatten)]
     store: StoreArg,
+    #[command(flatten)]
+    timeout: TimeoutArg,
     /// Print rows as JSON lines ({"column": value}; blobs as {"blob": hex}).
     #[arg(long)]
     json: bool,
@@ -37,10 +39,12 @@ pub(crate) async fn run(args: ExecArgs) -> Result<ExitCode> {
     let id = actor_id(&args.actor)?;
     let host = args.store.host()?;
     let params = args.params.iter().map(|p| sql::parse_param(p, args.text)).collect();
+    let timeout = args.timeout.get()?;
     let mut actor = host.wake(id.as_str()).await.with_context(|| format!("waking actor {id}"))?;
+    actor.set_call_timeout(timeout);
     let stdout = std::io::stdout();
-    let result = sql::run_statements(&mut actor, &args.sql, params, |rows| {
-        let text = if args.json { format::json_lines(rows) } else { format::tsv(rows) };
+    let result = sql::run_statements(&mut actor, &args.sql, params, sql::Delivery::Batches, |rows, first| {
+        let text = if args.json { format::json_lines(rows) } else { format::tsv(rows, first) };
         let mut out = stdout.lock();
         out.write_all(text.as_bytes())?;
         out.flush()?;

@@ -45,10 +45,14 @@ pub(crate) fn tsv_cell(value: &Value) -> String {
     }
 }
 
-/// The header line and one line per row, tab-separated, each ending in \n.
-pub(crate) fn tsv(rows: &Rows) -> String {
-    let mut out = rows.columns().join("\t");
-    out.push('\n');
+/// The header line (when `header`) and one line per row, tab-separated,
+/// each ending in \n.
+pub(crate) fn tsv(rows: &Rows, header: bool) -> String {
+    let mut out = String::new();
+    if header {
+        out.push_str(&rows.columns().join("\t"));
+        out.push('\n');
+    }
     for row in rows {
         let cells: Vec<String> = row.values().iter().map(tsv_cell).collect();
         out.push_str(&cells.join("\t"));

@@ -18,11 +18,12 @@ mod transfer;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use wasqlite::kv::DEFAULT_STORE;
-use wasqlite::{ActorId, Host, KvStore};
+use wasqlite::{ActorId, Host, HostConfig, KvStore};
 
 /// SQLite in WebAssembly, one isolated instance per actor, every database
 /// kept in a key-value store.
@@ -73,9 +74,33 @@ impl StoreArg {
         Ok(wasqlite::kv::open_store(&self.store)?)
     }
 
-    /// Opens the store and a host over it.
+    /// Opens the store and a host over it. Calls get no timeout: the
+    /// commands' own SQL (integrity_check, the checks of import and export)
+    /// runs as long as the database needs; `exec` and `shell` set one for the
+    /// user's SQL (`--timeout`).
     pub(crate) fn host(&self) -> Result<Host> {
-        Host::new(self.open()?).context("starting the WebAssembly host")
+        let limits = wasqlite::Limits { call_timeout: None, ..Default::default() };
+        Host::with_config(self.open()?, HostConfig { limits, ..Default::default() }).context("starting the WebAssembly host")
+    }
+}
+
+/// The `--timeout` option of the commands that run the user's SQL.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct TimeoutArg {
+    /// Stop a statement that runs longer than this many seconds, rolling it
+    /// back (0: no limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = wasqlite::DEFAULT_CALL_TIMEOUT.as_secs_f64())]
+    timeout: f64,
+}
+
+impl TimeoutArg {
+    /// The timeout, `None` for none.
+    pub(crate) fn get(&self) -> Result<Option<Duration>> {
+        match Duration::try_from_secs_f64(self.timeout) {
+            Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) => Ok(Some(d)),
+            Err(_) => anyhow::bail!("--timeout {} is not a number of seconds", self.timeout),
+        }
     }
 }
 

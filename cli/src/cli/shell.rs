@@ -10,15 +10,17 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime;
-use wasqlite::{Actor, Value};
+use wasqlite::{Actor, InterruptHandle, Value};
 
-use super::{StoreArg, actor_id, format, sql};
+use super::{StoreArg, TimeoutArg, actor_id, format, sql};
 
 #[derive(Args, Debug)]
 pub(crate) struct ShellArgs {
@@ -27,6 +29,8 @@ pub(crate) struct ShellArgs {
     actor: String,
     #[command(flatten)]
     store: StoreArg,
+    #[command(flatten)]
+    timeout: TimeoutArg,
 }
 
 const HELP: &str = "\
@@ -100,8 +104,12 @@ enum Line {
 pub(crate) fn run(args: ShellArgs, runtime: &Runtime) -> Result<ExitCode> {
     let id = actor_id(&args.actor)?;
     let host = args.store.host()?;
+    let timeout = args.timeout.get()?;
     let mut actor = runtime.block_on(host.wake(id.as_str())).with_context(|| format!("waking actor {id}"))?;
+    actor.set_call_timeout(timeout);
     let mut input = Input::open();
+    let running = Arc::new(AtomicBool::new(false));
+    runtime.spawn(interrupt_on_ctrl_c(actor.interrupt_handle(), running.clone(), input.interactive()));
     if input.interactive() {
         println!("wasqlite shell on actor {id} ({}). Enter .help for help.", args.store.store);
     }
@@ -137,22 +145,40 @@ pub(crate) fn run(args: ShellArgs, runtime: &Runtime) -> Result<ExitCode> {
         // one is worth asking about: asking after every line rescans the
         // whole statement each time, quadratic in its length.
         if line.contains(';') && sql::is_complete(&buffer) {
+            running.store(true, Ordering::SeqCst);
             failed |= !runtime.block_on(run_sql(&mut actor, &buffer));
+            running.store(false, Ordering::SeqCst);
             buffer.clear();
         }
     }
     if !buffer.trim().is_empty() {
         // Input ended inside a statement; SQLite takes it without its ';'.
+        running.store(true, Ordering::SeqCst);
         failed |= !runtime.block_on(run_sql(&mut actor, &buffer));
+        running.store(false, Ordering::SeqCst);
     }
     input.save_history();
     runtime.block_on(actor.sleep()).with_context(|| format!("sleeping actor {id}"))?;
     Ok(if failed && !input.interactive() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+/// Ctrl-C while a statement runs stops the statement, as in `sqlite3`, and
+/// the shell goes on. At a terminal's prompt the line editor reads Ctrl-C
+/// as a key and no signal arrives; with piped input and nothing running it
+/// ends the shell, as the signal's default would.
+async fn interrupt_on_ctrl_c(handle: InterruptHandle, running: Arc<AtomicBool>, interactive: bool) {
+    while tokio::signal::ctrl_c().await.is_ok() {
+        if running.load(Ordering::SeqCst) {
+            handle.interrupt();
+        } else if !interactive {
+            std::process::exit(130);
+        }
+    }
+}
+
 /// Runs SQL text and prints its rows; reports an error and returns false.
 async fn run_sql(actor: &mut Actor, text: &str) -> bool {
-    let result = sql::run_statements(actor, text, Vec::new(), |rows| {
+    let result = sql::run_statements(actor, text, Vec::new(), sql::Delivery::Whole, |rows, _| {
         let mut out = std::io::stdout().lock();
         out.write_all(format::table(rows).as_bytes())?;
         out.flush()?;

@@ -7,6 +7,7 @@
 //! inside a `CREATE TRIGGER ... BEGIN ... END` body do not split it.
 
 use std::ffi::CString;
+use std::ops::ControlFlow;
 
 use anyhow::{Result, bail};
 use wasqlite::{Actor, Params, Rows, Value};
@@ -115,14 +116,27 @@ pub(crate) fn parse_param(raw: &str, force_text: bool) -> Value {
     Value::Text(raw.to_owned())
 }
 
+/// How a statement's rows reach the caller.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// All at once (an aligned table needs every row), up to the
+    /// library's cap on one result.
+    Whole,
+    /// A batch at a time as the guest returns them, so that memory stays
+    /// bounded however many rows there are.
+    Batches,
+}
+
 /// Runs every statement of `sql` in order, handing each statement's rows to
-/// `on_rows` (statements without result columns are skipped). Parameters
-/// need exactly one statement. Stops at the first error.
+/// `on_rows` with `true` for its first batch (statements without result
+/// columns are skipped). Parameters need exactly one statement. Stops at
+/// the first error.
 pub(crate) async fn run_statements(
     actor: &mut Actor,
     sql: &str,
     params: Vec<Value>,
-    mut on_rows: impl FnMut(&Rows) -> Result<()>,
+    delivery: Delivery,
+    mut on_rows: impl FnMut(&Rows, bool) -> Result<()> + Send,
 ) -> Result<()> {
     let statements = split_statements(sql);
     if !params.is_empty() && statements.len() != 1 {
@@ -130,9 +144,28 @@ pub(crate) async fn run_statements(
     }
     let params = if params.is_empty() { Params::None } else { Params::Positional(params) };
     for statement in statements {
-        let rows = actor.query(statement, params.clone()).await?;
-        if !rows.columns().is_empty() {
-            on_rows(&rows)?;
+        if delivery == Delivery::Whole {
+            let rows = actor.query(statement, params.clone()).await?;
+            if !rows.columns().is_empty() {
+                on_rows(&rows, true)?;
+            }
+            continue;
+        }
+        let (mut first, mut failed) = (true, None);
+        actor
+            .query_batches(statement, params.clone(), |rows| {
+                if rows.columns().is_empty() {
+                    return ControlFlow::Continue(());
+                }
+                if let Err(e) = on_rows(&rows, std::mem::take(&mut first)) {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })
+            .await?;
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     Ok(())

@@ -1,0 +1,171 @@
+//! `Watchdog`: stops a guest call at its deadline, or when an
+//! [`InterruptHandle`] asks, from the engine's epoch ticks.
+//!
+//! Each engine has one ticker thread that bumps its epoch every `TICK`, and
+//! every Store runs `on_tick` at each bump while its guest executes. The
+//! callback cannot call into the guest, so it stops a call in two steps:
+//!
+//! 1. It writes 1 into the guest's control block (`Control.stop` in
+//!    vfs/sql_api.c). SQLite's progress handler sees it within a few
+//!    microseconds of work and ends the statement with SQLITE_INTERRUPT,
+//!    rolling its writes back; the instance stays usable.
+//! 2. A guest that has not returned `stop_grace` later (one long sort has no
+//!    progress check) is trapped, and the actor rebuilds its instance from
+//!    the KV, which holds only what committed.
+//!
+//! Time spent waiting on the KV inside an import is not guest execution and
+//! sees no ticks; the call is checked again when the import returns.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::{AsContextMut, Store, StoreContextMut, UpdateDeadline};
+
+use super::CallMode;
+use super::memory::write_i32;
+use crate::state::ActorState;
+
+/// Time between two epoch ticks, which bounds how late past its deadline a
+/// call is stopped.
+pub(crate) const TICK: Duration = Duration::from_millis(1);
+
+/// Offsets of the words in the guest's control block.
+const STOP: i32 = 0;
+const TRUSTED: i32 = 4;
+
+/// Why a call was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// It ran past its timeout.
+    Deadline(Duration),
+    /// An `InterruptHandle` asked.
+    Interrupted,
+}
+
+/// Stops the call running on one actor, from any thread.
+///
+/// Like SQLite's `sqlite3_interrupt`: a call that is running ends with
+/// [`crate::Error::Interrupted`] within about a millisecond of guest work;
+/// with no call running, nothing happens (the next call starts afresh).
+/// The handle stays valid across sleeps of its actor's instance, but not
+/// across a new wake: take a new handle from the new [`crate::Actor`].
+#[derive(Clone, Debug)]
+pub struct InterruptHandle {
+    requested: Arc<AtomicBool>,
+}
+
+impl InterruptHandle {
+    pub(crate) fn new() -> InterruptHandle {
+        InterruptHandle { requested: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Asks the running call, if any, to stop.
+    pub fn interrupt(&self) {
+        self.requested.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The watchdog of one Store.
+pub(crate) struct Watchdog {
+    /// Guest address of the control block (0 until the guest is set up).
+    control: i32,
+    interrupt: InterruptHandle,
+    grace: Duration,
+    deadline: Option<(Instant, Duration)>,
+    stopped: Option<(StopReason, Instant)>,
+}
+
+impl Watchdog {
+    pub(crate) fn new(interrupt: InterruptHandle, grace: Duration) -> Watchdog {
+        Watchdog { control: 0, interrupt, grace, deadline: None, stopped: None }
+    }
+
+    pub(crate) fn set_control(&mut self, address: i32) {
+        self.control = address;
+    }
+
+    /// What to do at one tick.
+    fn check(&mut self, now: Instant) -> Verdict {
+        if let Some((_, since)) = self.stopped {
+            return if now.duration_since(since) >= self.grace { Verdict::Trap } else { Verdict::Continue };
+        }
+        let reason = if self.interrupt.requested.load(Ordering::Relaxed) {
+            StopReason::Interrupted
+        } else {
+            match self.deadline {
+                Some((at, timeout)) if now >= at => StopReason::Deadline(timeout),
+                _ => return Verdict::Continue,
+            }
+        };
+        self.stopped = Some((reason, now));
+        Verdict::Stop
+    }
+}
+
+enum Verdict {
+    Continue,
+    Stop,
+    Trap,
+}
+
+/// The epoch callback for a Store whose guest is called as `mode` says: a
+/// fiber yields to the async runtime at each tick, so that a long statement
+/// neither starves other tasks nor escapes a dropped future; a direct call
+/// cannot yield.
+pub(crate) fn on_tick(mode: CallMode) -> impl FnMut(StoreContextMut<'_, ActorState>) -> wasmtime::Result<UpdateDeadline> {
+    move |mut cx| {
+        let state = cx.data_mut();
+        match state.watchdog.check(Instant::now()) {
+            Verdict::Continue => {}
+            Verdict::Stop => set_word(&mut cx, STOP, 1),
+            Verdict::Trap => {
+                let reason = cx.data().watchdog.stopped.map(|(r, _)| r);
+                return Err(wasmtime::Error::msg(format!(
+                    "the guest did not stop within the grace period after {}",
+                    match reason {
+                        Some(StopReason::Deadline(_)) | None => "its deadline",
+                        Some(StopReason::Interrupted) => "an interrupt",
+                    }
+                )));
+            }
+        }
+        Ok(match mode {
+            CallMode::Direct => UpdateDeadline::Continue(1),
+            CallMode::Fiber => UpdateDeadline::Yield(1),
+        })
+    }
+}
+
+/// Writes one word of the control block; a bad address is ignored, since
+/// it only means the guest will not stop by itself, and the grace period
+/// catches that.
+fn set_word(cx: &mut StoreContextMut<'_, ActorState>, offset: i32, value: i32) {
+    let (control, memory) = (cx.data().watchdog.control, cx.data().memory);
+    if let (Some(memory), Some(at)) = (memory, control.checked_add(offset)) {
+        let _ = write_i32(memory.data_mut(&mut *cx), at, value);
+    }
+}
+
+/// Starts watching a call: a deadline `timeout` from now, and a clean slate
+/// (no stop, no interrupt request left from before the call).
+pub(crate) fn arm(store: &mut Store<ActorState>, timeout: Option<Duration>) {
+    let dog = &mut store.data_mut().watchdog;
+    dog.interrupt.requested.store(false, Ordering::Relaxed);
+    dog.stopped = None;
+    dog.deadline = timeout.map(|t| (Instant::now() + t, t));
+    set_word(&mut store.as_context_mut(), STOP, 0);
+}
+
+/// Ends watching a call; says why it was stopped, if it was.
+pub(crate) fn disarm(store: &mut Store<ActorState>) -> Option<StopReason> {
+    let dog = &mut store.data_mut().watchdog;
+    dog.deadline = None;
+    dog.stopped.take().map(|(reason, _)| reason)
+}
+
+/// Lets the host's own SQL (migrations, journal upkeep) past the guest's
+/// authorizer, or stops letting it.
+pub(crate) fn set_trusted(store: &mut Store<ActorState>, trusted: bool) {
+    set_word(&mut store.as_context_mut(), TRUSTED, i32::from(trusted));
+}
