@@ -60,8 +60,9 @@ use crate::vfs::layout::FileTag;
 pub struct Actor {
     id: ActorId,
     host: Arc<HostInner>,
-    /// The guest instance, its database and statements.
-    conn: Connection,
+    /// The guest instance, its database and statements. `None` only after
+    /// a rebuild failed, which poisons the actor, so that no call reaches it.
+    conn: Option<Connection>,
     /// Set when a failure left the instance untrustworthy.
     poisoned: Option<String>,
     /// A call has begun and not returned. Seen at the start of the next
@@ -98,7 +99,7 @@ impl Actor {
         Actor {
             id,
             host,
-            conn,
+            conn: Some(conn),
             poisoned: None,
             in_call: false,
             generation: 0,
@@ -164,7 +165,7 @@ impl Actor {
     /// safety", for what the next call does.
     pub async fn execute(&mut self, sql: &str, params: impl Into<Params>) -> Result<u64, Error> {
         let params = params.into();
-        self.call(async |actor| actor.conn.run_cached(sql, &params, RowSink::Discard).await.map(|o| o.changes)).await
+        self.call(async |actor| actor.conn().run_cached(sql, &params, RowSink::Discard).await.map(|o| o.changes)).await
     }
 
     /// Runs one statement once for each parameter set, in order, and
@@ -202,7 +203,7 @@ impl Actor {
 
     /// `execute_many` inside the caller's transaction.
     pub(crate) async fn execute_many_in_transaction(&mut self, sql: &str, sets: impl Iterator<Item = Params>) -> Result<u64, Error> {
-        self.call(async |actor| actor.conn.run_sets(sql, sets).await).await
+        self.call(async |actor| actor.conn().run_sets(sql, sets).await).await
     }
 
     /// Runs a query and returns every row.
@@ -219,7 +220,7 @@ impl Actor {
         let params = params.into();
         self.call(async |actor| {
             let mut rows = None;
-            actor.conn.run_cached(sql, &params, RowSink::Collect(&mut rows)).await?;
+            actor.conn().run_cached(sql, &params, RowSink::Collect(&mut rows)).await?;
             Ok(rows.unwrap_or_default())
         })
         .await
@@ -258,7 +259,7 @@ impl Actor {
         mut each: impl FnMut(Rows) -> std::ops::ControlFlow<()> + Send,
     ) -> Result<(), Error> {
         let params = params.into();
-        self.call(async |actor| actor.conn.run_cached(sql, &params, RowSink::Each(&mut each)).await.map(drop)).await
+        self.call(async |actor| actor.conn().run_cached(sql, &params, RowSink::Each(&mut each)).await.map(drop)).await
     }
 
     /// The first row of a query.
@@ -288,7 +289,7 @@ impl Actor {
     /// keep their effect, as after an error; that one took effect wholly or not
     /// at all (see [`Actor`], "Cancel safety").
     pub async fn execute_batch(&mut self, sql: &str) -> Result<(), Error> {
-        self.call(async |actor| actor.conn.run_batch(sql).await).await
+        self.call(async |actor| actor.conn().run_batch(sql).await).await
     }
 
     /// Begins a transaction. Dropping the guard without committing rolls back.
@@ -315,7 +316,7 @@ impl Actor {
     ///
     /// Dropping it is safe (see [`Actor`], "Cancel safety").
     pub async fn last_insert_rowid(&mut self) -> Result<i64, Error> {
-        self.call(async |actor| Ok(actor.conn.last_rowid)).await
+        self.call(async |actor| Ok(actor.conn().last_rowid)).await
     }
 
     /// Whether the connection is outside any explicit transaction.
@@ -328,13 +329,13 @@ impl Actor {
     ///
     /// Dropping it is safe (see [`Actor`], "Cancel safety").
     pub async fn is_autocommit(&mut self) -> Result<bool, Error> {
-        self.call(async |actor| actor.conn.autocommit().await).await
+        self.call(async |actor| actor.conn().autocommit().await).await
     }
 
     /// Bytes of linear memory this actor's instance holds.
     pub fn memory_bytes(&self) -> usize {
-        let store = &self.conn.store;
-        store.data().memory.map_or(0, |m| m.data_size(store))
+        let Some(conn) = &self.conn else { return 0 };
+        conn.store.data().memory.map_or(0, |m| m.data_size(&conn.store))
     }
 
     /// Closes the database and drops the instance. Its linear memory no
@@ -353,7 +354,7 @@ impl Actor {
     pub async fn sleep(mut self) -> Result<(), Error> {
         // A poisoned instance, or one whose last call was cut off, has
         // nothing worth closing: the KV already holds what it acknowledged.
-        let result = if self.poisoned.is_some() || self.in_call { Ok(()) } else { self.conn.close().await };
+        let result = if self.poisoned.is_some() || self.in_call { Ok(()) } else { self.conn().close().await };
         let (host, id) = (self.host.clone(), self.id.clone());
         drop(self);
         inflight::settled(&host.kv, &id).await;
@@ -373,7 +374,7 @@ impl Actor {
     /// delete finishes on its own and the next wake waits for it.
     pub async fn destroy(mut self) -> Result<(), Error> {
         if self.poisoned.is_none() && !self.in_call {
-            let _ = self.conn.close().await;
+            let _ = self.conn().close().await;
         }
         // Drop the instance (and with it the awake mark) only after the
         // delete, so that no wake can race in between; should this future be
@@ -391,7 +392,7 @@ impl Actor {
     /// Between transactions, switching journal_mode to MEMORY and back
     /// closes it.
     async fn release_journal(&mut self) {
-        let conn = &mut self.conn;
+        let conn = self.conn();
         let Ok(true) = conn.autocommit().await else { return };
         let mut rows = None;
         if conn.run_cached("PRAGMA journal_mode", &Params::None, RowSink::Collect(&mut rows)).await.is_err() {
@@ -416,7 +417,10 @@ impl Actor {
     /// Replaces the instance with a fresh one over the same KV. Statement
     /// handles and any open transaction die with the old instance.
     async fn reset(&mut self, because: &'static str) -> Result<(), Error> {
-        self.conn = self.host.instantiate(&self.id, &self.interrupt).await?;
+        // Drop the old instance first: its pool slot may be the only one
+        // free for the new one.
+        self.conn = None;
+        self.conn = Some(self.host.instantiate(&self.id, &self.interrupt).await?);
         tracing::info!(actor = %self.id, "instance rebuilt from the KV: {because}");
         self.rollback_pending = false;
         self.generation += 1;
@@ -434,13 +438,15 @@ impl Actor {
     async fn recover_from_cancellation(&mut self) -> Result<(), Error> {
         // Reading the autocommit flag is a field read in the old SQLite, safe
         // even where a statement was cut off; a failure counts as "open".
-        let transaction_open = !matches!(self.conn.autocommit().await, Ok(true));
-        let abandoned = self.rollback_pending;
+        // With no instance left (an earlier rebuild failed), that attempt
+        // recorded it already.
+        if let Some(conn) = &mut self.conn {
+            let transaction_open = !matches!(conn.autocommit().await, Ok(true));
+            // A dropped `Transaction` guard had given the transaction up already.
+            self.transaction_aborted |= transaction_open && !self.rollback_pending;
+        }
         inflight::settled(&self.host.kv, &self.id).await;
-        self.reset("a call was cancelled before it returned").await?;
-        // A dropped `Transaction` guard had given the transaction up already.
-        self.transaction_aborted = transaction_open && !abandoned;
-        Ok(())
+        self.reset("a call was cancelled before it returned").await
     }
 
     /// The guest trapped (or broke the ABI) part-way through a call, so its
@@ -449,14 +455,20 @@ impl Actor {
     /// open is gone, which the next call reports. Only when the rebuild
     /// fails does the actor stay unusable.
     async fn recover_from_trap(&mut self, error: Error) -> Error {
-        let transaction_open = !matches!(self.conn.autocommit().await, Ok(true));
-        let may_have_committed = self.conn.store.data().files.may_have_committed();
+        let transaction_open = !matches!(self.conn().autocommit().await, Ok(true));
+        let may_have_committed = self.conn().store.data().files.may_have_committed();
         inflight::settled(&self.host.kv, &self.id).await;
         match self.reset("the guest trapped").await {
             Ok(()) => self.transaction_aborted = transaction_open,
             Err(e) => self.poisoned = Some(format!("{error}; rebuilding the instance then failed: {e}")),
         }
         if may_have_committed { Error::OutcomeUnknown { source: Box::new(error) } } else { error }
+    }
+
+    /// The connection, which every call reaches only while the actor is
+    /// not poisoned.
+    fn conn(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("a call reached an actor whose instance could not be rebuilt")
     }
 
     /// The instance generation a `Transaction` begins under.
@@ -478,7 +490,7 @@ impl Actor {
     /// COMMIT, rolling back if it fails.
     pub(crate) async fn commit(&mut self) -> Result<(), Error> {
         self.call(async |actor| {
-            let result = actor.conn.run_batch("COMMIT").await;
+            let result = actor.conn().run_batch("COMMIT").await;
             if result.is_err() {
                 actor.rollback_if_open().await;
             }
@@ -489,8 +501,8 @@ impl Actor {
 
     /// Rolls back an open transaction, if there is one; errors are moot.
     async fn rollback_if_open(&mut self) {
-        if let Ok(false) = self.conn.autocommit().await {
-            let _ = self.conn.run_batch("ROLLBACK").await;
+        if let Ok(false) = self.conn().autocommit().await {
+            let _ = self.conn().run_batch("ROLLBACK").await;
         }
     }
 
@@ -511,21 +523,22 @@ impl Actor {
             return Err(self.aborted_transaction());
         }
         self.in_call = true;
-        watchdog::arm(&mut self.conn.store, self.call_timeout);
+        let timeout = self.call_timeout;
+        watchdog::arm(&mut self.conn().store, timeout);
         let result = self.run_call(f).await;
         self.in_call = false;
         result
     }
 
     async fn run_call<R>(&mut self, f: impl AsyncFnOnce(&mut Actor) -> Result<R, Error>) -> Result<R, Error> {
-        self.conn.store.data_mut().files.begin_call();
-        self.conn.finalize_retired().await?;
+        self.conn().store.data_mut().files.begin_call();
+        self.conn().finalize_retired().await?;
         if self.rollback_pending {
             self.rollback_pending = false;
             self.rollback_if_open().await;
         }
         let result = f(self).await;
-        let stopped = watchdog::disarm(&mut self.conn.store);
+        let stopped = watchdog::disarm(&mut self.conn().store);
         let result = match result {
             Err(error @ (Error::Guest { .. } | Error::TooComplex)) => {
                 let error = stopped.map_or(error, stop_error);
@@ -536,7 +549,7 @@ impl Actor {
             }
             other => other,
         };
-        if self.poisoned.is_none() && self.conn.store.data().files.is_open(FileTag::Journal) {
+        if self.poisoned.is_none() && self.conn().store.data().files.is_open(FileTag::Journal) {
             self.release_journal().await;
         }
         if self.poisoned.is_some() {
@@ -545,10 +558,10 @@ impl Actor {
         // With synchronous=OFF SQLite never syncs; flush here so that a
         // statement that returned has reached the KV.
         let mut result = result;
-        if self.conn.store.data().files.has_unflushed() {
-            let rc = self.conn.store.data_mut().files.flush_all().await;
+        if self.conn().store.data().files.has_unflushed() {
+            let rc = self.conn().store.data_mut().files.flush_all().await;
             if rc != sqlite::SQLITE_OK && result.is_ok() {
-                let storage = self.conn.store.data_mut().files.take_last_error();
+                let storage = self.conn().store.data_mut().files.take_last_error();
                 let message = "the statement ran, but its writes did not reach the KV".into();
                 result = Err(Error::Sqlite { code: rc, message, storage });
             }
@@ -556,7 +569,7 @@ impl Actor {
         // A failed write after one that may have been a commit point: only
         // the KV knows whether the transaction committed, and the caller
         // must not take the error for "nothing happened".
-        let files = &mut self.conn.store.data_mut().files;
+        let files = &mut self.conn().store.data_mut().files;
         let write_failed = files.take_write_failed();
         if write_failed && files.may_have_committed() {
             result = result.map_err(|e| Error::OutcomeUnknown { source: Box::new(e) });
@@ -566,7 +579,7 @@ impl Actor {
         // so start over from there: a fresh instance recovers any hot journal
         // and reads only committed data. The warm cache is the only loss.
         if write_failed
-            && (result.is_err() || self.conn.store.data().files.has_unflushed())
+            && (result.is_err() || self.conn().store.data().files.has_unflushed())
             && let Err(e) = self.reset("a KV write failed").await
         {
             self.poisoned = Some(format!("restarting after a failed KV write: {e}"));
@@ -578,9 +591,9 @@ impl Actor {
     /// host's own SQL: they run with no call timeout, past the authorizer.
     pub(crate) async fn migrate(&mut self, migrations: &Migrations) -> Result<(), Error> {
         let timeout = self.call_timeout.take();
-        watchdog::set_trusted(&mut self.conn.store, true);
+        watchdog::set_trusted(&mut self.conn().store, true);
         let result = self.run_migrations(migrations).await;
-        watchdog::set_trusted(&mut self.conn.store, false);
+        watchdog::set_trusted(&mut self.conn().store, false);
         self.call_timeout = timeout;
         result
     }
