@@ -79,6 +79,9 @@ pub struct Actor {
     transaction_aborted: bool,
     /// A dropped `Transaction` asked for a rollback before the next call.
     rollback_pending: bool,
+    /// `transaction()` is running BEGIN: cut off there, no guard owns the
+    /// transaction BEGIN may have opened, and its loss is no one's news.
+    beginning: bool,
     /// Stops the running call from elsewhere; shared with every instance
     /// this actor is rebuilt into.
     interrupt: InterruptHandle,
@@ -106,6 +109,7 @@ impl Actor {
             rebuilt_because: "",
             transaction_aborted: false,
             rollback_pending: false,
+            beginning: false,
             interrupt,
             call_timeout,
             _awake: awake,
@@ -302,7 +306,10 @@ impl Actor {
     ///
     /// Dropped before it returns, no transaction is left open.
     pub async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
-        self.execute_batch("BEGIN").await?;
+        self.beginning = true;
+        let begun = self.execute_batch("BEGIN").await;
+        self.beginning = false;
+        begun?;
         Ok(Transaction::new(self))
     }
 
@@ -423,6 +430,7 @@ impl Actor {
         self.conn = Some(self.host.instantiate(&self.id, &self.interrupt).await?);
         tracing::info!(actor = %self.id, "instance rebuilt from the KV: {because}");
         self.rollback_pending = false;
+        self.beginning = false;
         self.generation += 1;
         self.rebuilt_because = because;
         Ok(())
@@ -442,8 +450,9 @@ impl Actor {
         // recorded it already.
         if let Some(conn) = &mut self.conn {
             let transaction_open = !matches!(conn.autocommit().await, Ok(true));
-            // A dropped `Transaction` guard had given the transaction up already.
-            self.transaction_aborted |= transaction_open && !self.rollback_pending;
+            // A dropped `Transaction` guard, or a dropped `transaction()`,
+            // had given the transaction up already.
+            self.transaction_aborted |= transaction_open && !self.rollback_pending && !self.beginning;
         }
         inflight::settled(&self.host.kv, &self.id).await;
         self.reset("a call was cancelled before it returned").await

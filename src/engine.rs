@@ -4,8 +4,10 @@
 //! Compiling the guest with Cranelift takes seconds, so the compiled code is
 //! cached on disk, keyed by the module's SHA-256 and the engine's
 //! compatibility hash. A cache file carries the SHA-256 of its own contents
-//! and is only deserialized when that matches, so a torn or tampered file is
-//! recompiled instead of trusted.
+//! and is only deserialized when that matches, so a torn or truncated file
+//! is recompiled. The checksum cannot tell who wrote the file, and loading
+//! compiled code is running it: the directory is created private (0700),
+//! and a file that another user owns or that others may write is ignored.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -226,6 +228,10 @@ fn load_or_compile(engine: &Engine, dir: Option<&Path>) -> Result<(Module, bool)
 }
 
 fn load_cached(engine: &Engine, path: &Path) -> Option<Module> {
+    if let Err(why) = owned_privately(path) {
+        tracing::warn!("ignoring code cache file {}: {why}", path.display());
+        return None;
+    }
     let bytes = std::fs::read(path).ok()?;
     let (sum, payload) = bytes.split_at_checked(32)?;
     if Sha256::digest(payload).as_slice() != sum {
@@ -244,14 +250,73 @@ fn load_cached(engine: &Engine, path: &Path) -> Option<Module> {
     }
 }
 
+/// Whether a cache file may be trusted: owned by this user and writable by
+/// no one else. A file that is missing fails here too, harmlessly.
+#[cfg(unix)]
+fn owned_privately(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    if !meta.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.uid() != me {
+        return Err(format!("owned by uid {}, not this user ({me})", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!("writable by others (mode {:o})", meta.mode() & 0o777));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owned_privately(_path: &Path) -> Result<(), String> {
+    Ok(())
+}
+
 fn store_cached(module: &Module, path: &Path) -> std::io::Result<()> {
     let payload = module.serialize().map_err(std::io::Error::other)?;
     let dir = path.parent().expect("cache path has a directory");
-    std::fs::create_dir_all(dir)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        builder.mode(0o700);
+        file.mode(0o600);
+    }
+    builder.create(dir)?;
     let mut bytes = Sha256::digest(&payload).to_vec();
     bytes.extend_from_slice(&payload);
     // Write then rename, so concurrent processes never read a partial file.
     let tmp = dir.join(format!(".{}.{}", path.file_name().unwrap().to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, &bytes)?;
+    let _ = std::fs::remove_file(&tmp);
+    std::io::Write::write_all(&mut file.open(&tmp)?, &bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::owned_privately;
+
+    /// A cache file others can write is not loaded, whatever its checksum.
+    #[test]
+    fn only_private_cache_files_are_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("code.cwasm");
+        std::fs::write(&file, b"x").unwrap();
+        for (mode, trusted) in [(0o600, true), (0o644, true), (0o664, false), (0o666, false), (0o602, false)] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(owned_privately(&file).is_ok(), trusted, "mode {mode:o}: {:?}", owned_privately(&file));
+        }
+        let link = dir.path().join("link.cwasm");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(owned_privately(&link).is_err(), "a symbolic link is not followed");
+        assert!(owned_privately(&dir.path().join("missing")).is_err());
+    }
 }

@@ -64,7 +64,7 @@ impl HostInner {
     /// dropped before returning.
     pub(crate) async fn instantiate(&self, id: &ActorId, interrupt: &InterruptHandle) -> Result<Connection, Error> {
         let limits = &self.config.limits;
-        let watchdog = Watchdog::new(interrupt.clone(), limits.stop_grace);
+        let watchdog = Watchdog::new(interrupt.clone(), limits.stop_grace, limits.time_slice);
         let mut state =
             ActorState::new(self.kv.clone(), id.clone(), self.gauges.clone(), self.config.engine.max_memory, self.config.seed, watchdog);
         state.files.set_max_size(limits.max_database_size);

@@ -17,6 +17,14 @@ pub struct Limits {
     /// a statement that does not reach a check in time needs it, such as
     /// one long sort.
     pub stop_grace: Duration,
+    /// How long a guest call on a fiber (a KV that may make calls wait) runs
+    /// before it yields to the async runtime, so that one long statement
+    /// does not hold a runtime thread; each yield is also a point where a
+    /// dropped future stops the statement. `None` never yields mid-call,
+    /// which makes the points where a call can be cut off depend on the KV
+    /// alone (the cancellation simulation needs that). Direct calls (a KV
+    /// that answers at once) cannot yield.
+    pub time_slice: Option<Duration>,
     /// The largest size, in bytes, the actor's database file may grow to.
     /// Past it, writes fail with SQLITE_FULL and the actor stays usable.
     /// Its rollback journal and WAL may hold as much again.
@@ -42,6 +50,7 @@ impl Default for Limits {
         Limits {
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
             stop_grace: Duration::from_secs(1),
+            time_slice: Some(Duration::from_millis(10)),
             max_database_size: DEFAULT_MAX_DATABASE_SIZE,
             max_result_bytes: 64 << 20,
             sql: SqlLimits::default(),

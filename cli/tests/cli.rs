@@ -357,3 +357,73 @@ SELECT 'not reached';
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(s.exec("sh", "SELECT count(*) FROM t"), "count(*)\n2\n");
 }
+
+/// A runaway statement stops at `--timeout` with one line naming the
+/// timeout, and what committed before is intact.
+#[test]
+fn exec_stops_a_runaway_statement_at_its_timeout() {
+    let s = Store::new();
+    s.exec("t", "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2)");
+    let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c";
+    let line = s.fails(&["exec", "--actor", "t", "--timeout", "0.3", endless]);
+    assert!(line.contains("timeout of 300ms"), "{line}");
+    let line = s.fails(&["exec", "--actor", "t", "--timeout", "inf", "SELECT 1"]);
+    assert!(line.contains("--timeout"), "{line}");
+    assert_eq!(s.exec("t", "SELECT sum(x) FROM t"), "sum(x)\n3\n");
+}
+
+/// Ctrl-C (SIGINT) in the shell stops the running statement, as in sqlite3,
+/// and the shell goes on with the next one.
+#[test]
+fn ctrl_c_in_the_shell_interrupts_the_statement_not_the_shell() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let s = Store::new();
+    s.exec("sh", "CREATE TABLE t(x); INSERT INTO t VALUES (7)");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("wasqlite"))
+        .args(["shell", "--actor", "sh", "--timeout", "0", "--store", &s.url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"SELECT 'ready' AS status;\nWITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c;\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the shell ended before printing 'ready'");
+    }
+    // The endless statement is the next line in the pipe; each signal that
+    // finds it running interrupts it, and the shell says so on stderr.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let pid = child.id().to_string();
+    let mut seen = Vec::new();
+    'signal: for _ in 0..200 {
+        assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+        while let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            seen.push(line);
+            if seen.iter().any(|l| l.contains("interrupted")) {
+                break 'signal;
+            }
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("Interrupted")), "{seen:?}");
+    stdin.write_all(b"SELECT x FROM t;\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(rest.contains("7"), "the shell did not go on after the interrupt: {rest:?}");
+    assert_eq!(status.code(), Some(1), "piped input that hit an error exits 1");
+}

@@ -72,13 +72,28 @@ pub(crate) struct Watchdog {
     control: i32,
     interrupt: InterruptHandle,
     grace: Duration,
+    /// How long a fiber runs before it yields; `None`: it does not.
+    time_slice: Option<Duration>,
+    /// When the current slice began.
+    slice_start: Instant,
     deadline: Option<(Instant, Duration)>,
     stopped: Option<(StopReason, Instant)>,
 }
 
 impl Watchdog {
-    pub(crate) fn new(interrupt: InterruptHandle, grace: Duration) -> Watchdog {
-        Watchdog { control: 0, interrupt, grace, deadline: None, stopped: None }
+    pub(crate) fn new(interrupt: InterruptHandle, grace: Duration, time_slice: Option<Duration>) -> Watchdog {
+        Watchdog { control: 0, interrupt, grace, time_slice, slice_start: Instant::now(), deadline: None, stopped: None }
+    }
+
+    /// Whether a fiber should yield now; starts a new slice if so.
+    fn slice_over(&mut self, now: Instant) -> bool {
+        match self.time_slice {
+            Some(slice) if now.duration_since(self.slice_start) >= slice => {
+                self.slice_start = now;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn set_control(&mut self, address: i32) {
@@ -110,13 +125,13 @@ enum Verdict {
 }
 
 /// The epoch callback for a Store whose guest is called as `mode` says: a
-/// fiber yields to the async runtime at each tick, so that a long statement
-/// neither starves other tasks nor escapes a dropped future; a direct call
-/// cannot yield.
+/// fiber yields to the async runtime at the end of each time slice, so that
+/// a long statement neither starves other tasks nor escapes a dropped
+/// future; a direct call cannot yield.
 pub(crate) fn on_tick(mode: CallMode) -> impl FnMut(StoreContextMut<'_, ActorState>) -> wasmtime::Result<UpdateDeadline> {
     move |mut cx| {
-        let state = cx.data_mut();
-        match state.watchdog.check(Instant::now()) {
+        let now = Instant::now();
+        match cx.data_mut().watchdog.check(now) {
             Verdict::Continue => {}
             Verdict::Stop => set_word(&mut cx, STOP, 1),
             Verdict::Trap => {
@@ -131,8 +146,8 @@ pub(crate) fn on_tick(mode: CallMode) -> impl FnMut(StoreContextMut<'_, ActorSta
             }
         }
         Ok(match mode {
-            CallMode::Direct => UpdateDeadline::Continue(1),
-            CallMode::Fiber => UpdateDeadline::Yield(1),
+            CallMode::Fiber if cx.data_mut().watchdog.slice_over(now) => UpdateDeadline::Yield(1),
+            _ => UpdateDeadline::Continue(1),
         })
     }
 }
@@ -153,7 +168,9 @@ pub(crate) fn arm(store: &mut Store<ActorState>, timeout: Option<Duration>) {
     let dog = &mut store.data_mut().watchdog;
     dog.interrupt.requested.store(false, Ordering::Relaxed);
     dog.stopped = None;
-    dog.deadline = timeout.map(|t| (Instant::now() + t, t));
+    let now = Instant::now();
+    dog.slice_start = now;
+    dog.deadline = timeout.map(|t| (now + t, t));
     set_word(&mut store.as_context_mut(), STOP, 0);
 }
 

@@ -353,7 +353,10 @@ async fn apply(host: &Host, actor: &mut Option<Actor>, step: &Step) -> Result<()
 }
 
 fn host_over(kv: Arc<dyn KvStore>) -> Host {
-    Host::with_config(kv, HostConfig { seed: Some(7), ..HostConfig::default() }).expect("host")
+    // No yields mid-call: every cancellation point is then a KV await, and
+    // the same k cancels at the same place in every run.
+    let limits = crate::Limits { time_slice: None, ..Default::default() };
+    Host::with_config(kv, HostConfig { seed: Some(7), limits, ..HostConfig::default() }).expect("host")
 }
 
 /// Counts the KV operations a fault-free run of `workload` makes.

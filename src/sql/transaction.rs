@@ -123,8 +123,11 @@ impl<'a> Transaction<'a> {
     /// this call cannot tell which: the KV can. The actor rebuilds its instance
     /// from the KV at its next call, so what it reads then is the answer.
     pub async fn commit(mut self) -> Result<(), Error> {
+        // `finished` only once COMMIT has returned: dropped part-way, the
+        // guard gives the transaction up, as a guard dropped unfinished.
+        let result = self.live()?.commit().await;
         self.finished = true;
-        self.live()?.commit().await
+        result
     }
 
     /// Rolls back.
@@ -139,12 +142,13 @@ impl<'a> Transaction<'a> {
     /// the next call rebuilds the instance from the KV, which never saw it
     /// commit.
     pub async fn rollback(mut self) -> Result<(), Error> {
-        self.finished = true;
-        match self.live() {
+        let result = match self.live() {
             Ok(actor) => actor.execute_batch("ROLLBACK").await,
             // Gone with the old instance, which is what a rollback asks.
             Err(_) => Ok(()),
-        }
+        };
+        self.finished = true;
+        result
     }
 }
 

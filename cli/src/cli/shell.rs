@@ -109,7 +109,7 @@ pub(crate) fn run(args: ShellArgs, runtime: &Runtime) -> Result<ExitCode> {
     actor.set_call_timeout(timeout);
     let mut input = Input::open();
     let running = Arc::new(AtomicBool::new(false));
-    runtime.spawn(interrupt_on_ctrl_c(actor.interrupt_handle(), running.clone(), input.interactive()));
+    runtime.spawn(interrupt_on_ctrl_c(actor.interrupt_handle(), running.clone()));
     if input.interactive() {
         println!("wasqlite shell on actor {id} ({}). Enter .help for help.", args.store.store);
     }
@@ -164,14 +164,22 @@ pub(crate) fn run(args: ShellArgs, runtime: &Runtime) -> Result<ExitCode> {
 
 /// Ctrl-C while a statement runs stops the statement, as in `sqlite3`, and
 /// the shell goes on. At a terminal's prompt the line editor reads Ctrl-C
-/// as a key and no signal arrives; with piped input and nothing running it
-/// ends the shell, as the signal's default would.
-async fn interrupt_on_ctrl_c(handle: InterruptHandle, running: Arc<AtomicBool>, interactive: bool) {
+/// as a key and no signal arrives. Otherwise, as `sqlite3` does, the third
+/// Ctrl-C in a row with no statement started in between ends the shell.
+async fn interrupt_on_ctrl_c(handle: InterruptHandle, running: Arc<AtomicBool>) {
+    let mut idle = 0;
     while tokio::signal::ctrl_c().await.is_ok() {
-        if running.load(Ordering::SeqCst) {
+        if running.swap(false, Ordering::SeqCst) {
+            // `running` goes back to true at the next statement; a second
+            // Ctrl-C for the same one counts as idle.
             handle.interrupt();
-        } else if !interactive {
-            std::process::exit(130);
+            eprintln!("Interrupted");
+            idle = 0;
+        } else {
+            idle += 1;
+            if idle >= 3 {
+                std::process::exit(130);
+            }
         }
     }
 }
