@@ -107,11 +107,18 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
 
     kv_import!(linker, mode, "xOpen", |cx, name: i32, name_len: i32, flags: i32, out_flags: i32, out_id: i32| {
         let name = try_rc!(name_at(&mut cx, name, name_len, "xOpen"));
-        let handle = try_rc!(cx.data_mut().files.open(name.as_deref(), flags).await);
+        // Check the out-parameters before opening: a file the guest never
+        // learns the handle of would stay open on the host for good.
         let Some((mem, state)) = split(&mut cx) else { return sqlite::SQLITE_MISUSE };
-        if (out_flags != 0 && write_i32(mem, out_flags, flags).is_none()) || write_i32(mem, out_id, handle).is_none() {
+        if (out_flags != 0 && slice(mem, out_flags, 4).is_none()) || slice(mem, out_id, 4).is_none() {
             return bad_pointer(state, "xOpen");
         }
+        let handle = try_rc!(cx.data_mut().files.open(name.as_deref(), flags).await);
+        let (mem, _) = split(&mut cx).expect("checked above");
+        if out_flags != 0 {
+            write_i32(mem, out_flags, flags).expect("checked above");
+        }
+        write_i32(mem, out_id, handle).expect("checked above");
         sqlite::SQLITE_OK
     });
 
@@ -174,7 +181,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>, mode: CallMode) -> 
         })?,
         CallMode::Fiber => linker.func_wrap_async(m, "xSleep", |_cx: Cx<'_>, (micros,): (i32,)| {
             Box::new(async move {
-                let micros = micros.max(0);
+                let micros = micros.clamp(0, 1_000);
                 tokio::time::sleep(Duration::from_micros(micros as u64)).await;
                 micros
             })

@@ -5,6 +5,8 @@
 pub(crate) mod abi;
 pub(crate) mod exports;
 pub(crate) mod handles;
+#[cfg(test)]
+mod hostile_guest;
 pub(crate) mod imports;
 pub(crate) mod memory;
 pub(crate) mod watchdog;
