@@ -23,7 +23,8 @@ use crate::sql::params::Params;
 use crate::sql::row::{Row, Rows};
 use crate::sql::statement::{Connection, RowSink};
 use crate::sql::transaction::Transaction;
-use crate::vfs::layout::FileTag;
+use crate::vfs::layout::{CHUNK_SIZE, FileTag};
+use crate::vfs::replace::replace_main_file;
 
 /// An awake actor.
 ///
@@ -337,6 +338,61 @@ impl Actor {
     /// Dropping it is safe (see [`Actor`], "Cancel safety").
     pub async fn is_autocommit(&mut self) -> Result<bool, Error> {
         self.call(async |actor| actor.conn().autocommit().await).await
+    }
+
+    /// Replaces the actor's whole database with the SQLite database file
+    /// read from `source`, `size` bytes long, atomically: should the call
+    /// fail or be cut off part-way (an error, a crash, a dropped future),
+    /// the actor has its old database at its next call or wake, never a mix
+    /// of the two and never nothing. The old pages go into a rollback journal
+    /// first, and the journal's deletion is the commit point. Memory stays
+    /// at a few MiB whatever the sizes.
+    ///
+    /// The file must be in rollback-journal mode with 4096-byte pages (what
+    /// `wasqlite import` converts any SQLite file to). Nothing else in it is
+    /// checked here: check a file from outside first (`PRAGMA
+    /// integrity_check` with native SQLite), or run one on the actor after.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotReplaced`] for a file that is not such a database, one
+    /// past [`crate::Limits::max_database_size`], an open transaction, a
+    /// short read, or a KV failure on the way; the old database stands.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it returns, the replacement has happened wholly or not
+    /// at all; the next call rebuilds the instance from the KV, rolling a
+    /// replacement that did not reach its commit point back.
+    pub async fn replace_database(&mut self, source: &mut (dyn std::io::Read + Send), size: u64) -> Result<(), Error> {
+        let not_replaced = |reason: String| Error::NotReplaced { reason };
+        let cap = self.host.config.limits.max_database_size;
+        if size == 0 || !size.is_multiple_of(CHUNK_SIZE as u64) || size > cap {
+            return Err(not_replaced(format!("{size} bytes is not a whole number of 4096-byte pages up to the {cap}-byte cap")));
+        }
+        let mut first_page = vec![0u8; CHUNK_SIZE];
+        source.read_exact(&mut first_page).map_err(|e| not_replaced(format!("reading page 1: {e}")))?;
+        if &first_page[..16] != b"SQLite format 3\0" || first_page[16..18] != [0x10, 0x00] || first_page[18..20] != [1, 1] {
+            return Err(not_replaced("the file is not an SQLite database in rollback-journal mode with 4096-byte pages".into()));
+        }
+        self.call(async |actor| {
+            if !actor.conn().autocommit().await? {
+                return Err(not_replaced("a transaction is open".into()));
+            }
+            // SQLite must not hold the old pages in its cache: close it, and
+            // open a fresh instance over the result, replaced or not.
+            let closed = actor.conn().close().await;
+            let replaced = match closed {
+                Ok(()) => {
+                    let files = &mut actor.conn().store.data_mut().files;
+                    replace_main_file(files, &first_page, source, size).await.map_err(not_replaced)
+                }
+                Err(e) => Err(e),
+            };
+            actor.reset("the database was replaced").await?;
+            replaced
+        })
+        .await
     }
 
     /// Bytes of linear memory this actor's instance holds.

@@ -142,6 +142,13 @@ pub enum Error {
     /// and is usable; nothing of the statement was committed.
     #[error("the statement is nested too deeply for the guest's stack; simplify it (fewer nested views, subqueries or triggers)")]
     TooComplex,
+    /// `Actor::replace_database` did not replace the database; the old one
+    /// stands.
+    #[error("the database was not replaced: {reason}; the old database stands")]
+    NotReplaced {
+        /// What stopped it.
+        reason: String,
+    },
     /// `query_row` found no row.
     #[error("the query returned no rows")]
     NoRows,

@@ -47,6 +47,8 @@ pub(crate) struct Connection {
     pub(crate) last_rowid: i64,
     /// Most bytes of encoded rows one `RowSink::Collect` takes.
     max_result_bytes: usize,
+    /// `close` ran: the `sqlite3*` is gone, and only the files are left.
+    closed: bool,
 }
 
 /// The message for a failure of the guest's SQL layer (vfs/sql_api.c)
@@ -88,7 +90,7 @@ pub(crate) struct Outcome {
 
 impl Connection {
     pub(crate) fn new(store: Store<ActorState>, api: GuestApi, db: DbHandle, max_result_bytes: usize) -> Connection {
-        Connection { store, api, db, cache: StatementCache::default(), retired: Vec::new(), last_rowid: 0, max_result_bytes }
+        Connection { store, api, db, cache: StatementCache::default(), retired: Vec::new(), last_rowid: 0, max_result_bytes, closed: false }
     }
 
     /// Gives up a statement; `finalize_retired` finalizes it.
@@ -111,6 +113,7 @@ impl Connection {
             self.retire(stmt);
         }
         self.finalize_retired().await?;
+        self.closed = true;
         let rc = self.api.close(&mut self.store, self.db).await?;
         let flushed = self.store.data_mut().files.flush_all().await;
         if rc != sqlite::SQLITE_OK || flushed != sqlite::SQLITE_OK {
@@ -121,8 +124,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether the connection is outside any explicit transaction.
+    /// Whether the connection is outside any explicit transaction (a
+    /// closed one is).
     pub(crate) async fn autocommit(&mut self) -> Result<bool, Error> {
+        if self.closed {
+            return Ok(true);
+        }
         self.api.autocommit(&mut self.store, self.db).await
     }
 

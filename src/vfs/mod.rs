@@ -6,6 +6,8 @@
 //! directly, without a guest.
 
 mod files;
+pub(crate) mod journal;
 pub mod layout;
+pub(crate) mod replace;
 
 pub use files::{ActorFiles, DB_NAME, ResultCode, open_type};
