@@ -427,3 +427,70 @@ fn ctrl_c_in_the_shell_interrupts_the_statement_not_the_shell() {
     assert!(rest.contains("7"), "the shell did not go on after the interrupt: {rest:?}");
     assert_eq!(status.code(), Some(1), "piped input that hit an error exits 1");
 }
+
+/// Row 11 of the sandbox issue: `import --force` of a file that passes the
+/// header check but is corrupt is refused before the actor is touched, and
+/// the actor keeps its data.
+#[test]
+fn import_force_of_a_corrupt_file_leaves_the_actor_as_it_was() {
+    let s = Store::new();
+    s.exec("kept", "CREATE TABLE mine(x); INSERT INTO mine VALUES (1), (2), (3)");
+    let good = s.path("good.sqlite");
+    native_db(&good, "PRAGMA page_size = 4096;");
+    let mut bytes = std::fs::read(&good).unwrap();
+    // Scribble over the b-tree of page 2 (the table), leaving the header.
+    for b in &mut bytes[4096 + 8..4096 + 200] {
+        *b = 0xA5;
+    }
+    let corrupt = s.path("corrupt.sqlite");
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let err = s.fails(&["import", "--actor", "kept", "--force", corrupt.to_str().unwrap()]);
+    assert!(err.contains("integrity_check") && err.contains("not touched"), "{err}");
+    assert_eq!(s.exec("kept", "SELECT sum(x) FROM mine"), "sum(x)\n6\n");
+    // A good file then replaces it, and the old table is gone.
+    s.ok(&["import", "--actor", "kept", "--force", good.to_str().unwrap()]);
+    assert_eq!(s.exec("kept", "SELECT name FROM sqlite_schema WHERE type = 'table'"), "name\npeople\n");
+}
+
+/// Row 6: endless input gets one line and bounded memory, not a process
+/// that reads /dev/zero into memory.
+#[test]
+fn endless_input_is_refused_with_one_line() {
+    let s = Store::new();
+    let err = s.fails(&["kv", "load", "--actor", "z", "/dev/zero"]);
+    assert!(err.contains("line 1 is longer than"), "{err}");
+    // assert_cmd would read all of /dev/zero to feed it: hand the file over.
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin!("wasqlite"))
+        .args(["kv", "load", "--actor", "z", "--store", &s.url])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success() && err.contains("line 1 is longer than") && err.trim_end().lines().count() == 1, "{err}");
+    let err = s.fails(&["import", "--actor", "z", "/dev/zero"]);
+    assert!(err.contains("not an SQLite database"), "{err}");
+    assert_eq!(s.ok(&["kv", "dump", "--actor", "z"]), "");
+}
+
+/// Row 4: a crafted meta size is one line at export (SQLITE_CORRUPT), not
+/// an abort trying to allocate it, and nothing is written.
+#[test]
+fn export_of_a_crafted_size_is_one_line() {
+    let s = Store::new();
+    s.exec("crafted", "CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+    let dump = s.ok(&["kv", "dump", "--actor", "crafted"]);
+    for size in [1u64 << 60, u64::MAX] {
+        let meta = format!("0100{}", size.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let crafted: String = dump
+            .lines()
+            .map(|l| if l.starts_with("{\"key\":\"08010000\"") { format!("{{\"key\":\"08010000\",\"value\":\"{meta}\"}}\n") } else { format!("{l}\n") })
+            .collect();
+        let mut cmd = s.cmd(&["kv", "load", "--actor", "crafted", "--force"]);
+        cmd.write_stdin(crafted);
+        cmd.assert().success();
+        let target = s.path("out.sqlite");
+        let err = s.fails(&["export", "--actor", "crafted", target.to_str().unwrap()]);
+        assert!(err.contains("SQLITE_CORRUPT") && err.contains(&size.to_string()), "{err}");
+        assert!(!target.exists());
+    }
+}

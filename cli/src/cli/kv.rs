@@ -4,10 +4,14 @@
 //!
 //! Load reads and checks every line before it writes anything, so a
 //! malformed file changes nothing; the error names the line and what is
-//! wrong with it. It refuses an actor that has keys unless `--force`, which
-//! deletes them first.
+//! wrong with it. It reads the input twice (stdin is copied to a temporary
+//! file), holding one line and one batch in memory, and refuses a line
+//! longer than any key and value the store takes. It refuses an actor that
+//! has a database unless `--force`, which deletes its keys first: unlike
+//! `import --force`, a raw load is not atomic.
 
-use std::io::{BufWriter, Read, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,7 +20,7 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use wasqlite::kv::KvEntry;
-use wasqlite::vfs::layout::hex;
+use wasqlite::vfs::layout::{FileTag, hex, meta_key};
 
 use super::{StoreArg, actor_id};
 
@@ -93,35 +97,41 @@ async fn dump(args: DumpArgs) -> Result<ExitCode> {
 
 async fn load(args: LoadArgs) -> Result<ExitCode> {
     let id = actor_id(&args.actor)?;
-    let (source, text) = match &args.file {
-        Some(path) => {
-            (path.display().to_string(), std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-        }
-        None => {
-            let mut text = Vec::new();
-            std::io::stdin().read_to_end(&mut text).context("reading stdin")?;
-            ("stdin".to_owned(), text)
-        }
-    };
-    let text = String::from_utf8(text).map_err(|e| anyhow::anyhow!("{source} is not UTF-8 text: {e}"))?;
-    let entries = parse(&text).with_context(|| format!("reading {source}"))?;
-
     let kv = args.store.open()?;
-    let existing = kv.list_prefix(&id, b"").await?.len();
-    if existing > 0 {
+    let limits = kv.limits();
+    // A line holds one key and one value in hex, each within the store's
+    // limits (and within 64 KiB and 16 MiB, for stores with no limit of
+    // their own); anything longer is refused before it is held in memory.
+    let max_line = 2 * (limits.max_key_size.min(64 << 10) + limits.max_value_size.min(16 << 20)) + 64;
+    // The file is read twice, to check every line before writing any; stdin
+    // cannot be, so it is copied to a temporary file first.
+    let (source, mut file) = match &args.file {
+        Some(path) => (path.display().to_string(), File::open(path).with_context(|| format!("reading {}", path.display()))?),
+        None => ("stdin".to_owned(), spool_stdin(max_line)?),
+    };
+    let mut count = 0;
+    let mut check = DumpReader::new(&mut file, max_line);
+    while check.next_entry().with_context(|| format!("reading {source}"))?.is_some() {
+        count += 1;
+    }
+
+    // An actor with a database has a meta key; asking for those four keeps
+    // a large actor's pages out of memory.
+    let metas: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
+    if kv.batch_get(&id, &metas).await?.iter().any(Option::is_some) {
         if !args.force {
-            bail!("actor {id} already has {existing} keys; pass --force to replace them");
+            bail!("actor {id} already has a database; pass --force to replace its keys");
         }
         kv.delete_actor(&id).await.with_context(|| format!("deleting the keys of actor {id}"))?;
     }
-    let limits = kv.limits();
+    file.seek(SeekFrom::Start(0)).with_context(|| format!("rereading {source}"))?;
+    let mut entries = DumpReader::new(&mut file, max_line);
     let mut batch: Vec<KvEntry> = Vec::new();
     let mut bytes = 0usize;
-    for (key, value) in entries.iter().cloned() {
+    while let Some((key, value)) = entries.next_entry().with_context(|| format!("rereading {source}"))? {
         let size = key.len() + value.len();
         if !batch.is_empty()
-            && (batch.len() >= ENTRIES_PER_BATCH.min(limits.max_keys_per_batch)
-                || bytes + size > limits.max_batch_bytes)
+            && (batch.len() >= ENTRIES_PER_BATCH.min(limits.max_keys_per_batch) || bytes + size > limits.max_batch_bytes)
         {
             kv.batch_put(&id, &batch).await.with_context(|| format!("writing actor {id}"))?;
             batch.clear();
@@ -133,28 +143,92 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
     if !batch.is_empty() {
         kv.batch_put(&id, &batch).await.with_context(|| format!("writing actor {id}"))?;
     }
-    println!("loaded {} keys into actor {id}", entries.len());
+    println!("loaded {count} keys into actor {id}");
     Ok(ExitCode::SUCCESS)
 }
 
+/// Copies stdin to an unnamed temporary file, refusing a line longer than
+/// `max_line` as it goes (so `/dev/zero` fails at once instead of filling
+/// the disk).
+fn spool_stdin(max_line: usize) -> Result<File> {
+    let mut spool = tempfile::tempfile().context("creating a temporary file for stdin")?;
+    let mut input = BufReader::new(std::io::stdin().lock());
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let read = (&mut input).take(max_line as u64 + 1).read_until(b'\n', &mut line).context("reading stdin")?;
+        if read == 0 {
+            break;
+        }
+        if line.len() > max_line {
+            bail!("reading stdin: line {n} is longer than {max_line} bytes, more than any key and value this store takes");
+        }
+        spool.write_all(&line).context("copying stdin to a temporary file")?;
+    }
+    spool.seek(SeekFrom::Start(0))?;
+    Ok(spool)
+}
+
+/// Reads a dump line by line, checking each (see `parse_line`); memory
+/// holds one line, and the keys seen so far.
+struct DumpReader<'a> {
+    input: BufReader<&'a mut File>,
+    max_line: usize,
+    seen: std::collections::HashMap<Vec<u8>, usize>,
+    line: Vec<u8>,
+    number: usize,
+}
+
+impl<'a> DumpReader<'a> {
+    fn new(file: &'a mut File, max_line: usize) -> DumpReader<'a> {
+        DumpReader { input: BufReader::new(file), max_line, seen: Default::default(), line: Vec::new(), number: 0 }
+    }
+
+    /// The next entry, `None` at the end, or the first problem.
+    fn next_entry(&mut self) -> Result<Option<KvEntry>> {
+        loop {
+            self.line.clear();
+            self.number += 1;
+            let n = self.number;
+            let read = (&mut self.input).take(self.max_line as u64 + 1).read_until(b'\n', &mut self.line)?;
+            if read == 0 {
+                return Ok(None);
+            }
+            if self.line.len() > self.max_line {
+                bail!("line {n} is longer than {} bytes, more than any key and value this store takes", self.max_line);
+            }
+            let text = std::str::from_utf8(&self.line).map_err(|e| anyhow::anyhow!("line {n} is not UTF-8 text: {e}"))?;
+            if let Some(entry) = parse_line(text, n, &mut self.seen)? {
+                return Ok(Some(entry));
+            }
+        }
+    }
+}
+
 /// Every entry of a dump, or the first problem, naming its line.
+#[cfg(test)]
 fn parse(text: &str) -> Result<Vec<KvEntry>> {
-    let mut entries = Vec::new();
     let mut seen = std::collections::HashMap::new();
+    let mut entries = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let line: Line = serde_json::from_str(raw).map_err(|e| anyhow::anyhow!("line {n}: {}", json_problem(&e)))?;
-        let key = unhex(&line.key).map_err(|why| anyhow::anyhow!("line {n}: \"key\" {why}"))?;
-        let value = unhex(&line.value).map_err(|why| anyhow::anyhow!("line {n}: \"value\" {why}"))?;
-        if let Some(first) = seen.insert(key.clone(), n) {
-            bail!("line {n}: key {} already appeared on line {first}", line.key);
-        }
-        entries.push((Bytes::from(key), Bytes::from(value)));
+        entries.extend(parse_line(raw, i + 1, &mut seen)?);
     }
     Ok(entries)
+}
+
+/// One line of a dump as an entry (`None` for a blank line), or what is
+/// wrong with it; `seen` remembers the line of every key so far.
+fn parse_line(raw: &str, n: usize, seen: &mut std::collections::HashMap<Vec<u8>, usize>) -> Result<Option<KvEntry>> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    let line: Line = serde_json::from_str(raw.trim_end()).map_err(|e| anyhow::anyhow!("line {n}: {}", json_problem(&e)))?;
+    let key = unhex(&line.key).map_err(|why| anyhow::anyhow!("line {n}: \"key\" {why}"))?;
+    let value = unhex(&line.value).map_err(|why| anyhow::anyhow!("line {n}: \"value\" {why}"))?;
+    if let Some(first) = seen.insert(key.clone(), n) {
+        bail!("line {n}: key {} already appeared on line {first}", line.key);
+    }
+    Ok(Some((Bytes::from(key), Bytes::from(value))))
 }
 
 /// serde_json's message without its "at line 1 column N" (every dump line

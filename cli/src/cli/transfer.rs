@@ -5,8 +5,14 @@
 //! the file's bytes are the meta key's size and the chunks concatenated,
 //! with missing chunks reading as zeros. Both directions are checked by
 //! SQLite before they report success: export opens the written file with
-//! native SQLite (rusqlite) and runs `PRAGMA integrity_check`; import wakes
-//! the actor and runs it inside the guest.
+//! native SQLite (rusqlite) and runs `PRAGMA integrity_check`; import runs
+//! it natively on the file before it touches the actor, and inside the
+//! guest after. Both stream, a batch of pages at a time.
+//!
+//! Import replaces an existing database (`--force`) with
+//! `Actor::replace_database`, which journals the old pages first: a crash
+//! or an error part-way leaves the old database, never an empty or mixed
+//! one.
 //!
 //! Export always writes a rollback-journal database: a WAL-mode header is
 //! switched to journal mode DELETE, which is exact because the actor's WAL
@@ -23,8 +29,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Args;
 use rusqlite::{Connection, OpenFlags};
-use wasqlite::kv::KvEntry;
-use wasqlite::vfs::layout::{CHUNK_SIZE, ChunkIndex, FileTag, chunk_key, decode_meta, encode_meta, meta_key};
+use wasqlite::vfs::layout::{CHUNK_SIZE, ChunkIndex, FileTag, chunk_key, decode_meta, meta_key};
 use wasqlite::{Actor, ActorId, KvStore};
 
 use super::{StoreArg, actor_id};
@@ -35,7 +40,7 @@ const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Bytes of the database header.
 const HEADER_LEN: usize = 100;
 
-/// Most chunks written in one `batch_put` (4 MiB), within the store's limits.
+/// Most chunks read in one `batch_get` (4 MiB), within the store's limits.
 const CHUNKS_PER_BATCH: usize = 1024;
 
 #[derive(Args, Debug)]
@@ -94,14 +99,20 @@ fn native_integrity(path: &Path) -> Result<String> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
     let lines: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(lines.join("; "))
+    Ok(one_line(&lines))
+}
+
+/// integrity_check's rows, which may hold line breaks themselves, as one
+/// line for an error message.
+fn one_line(rows: &[String]) -> String {
+    rows.iter().flat_map(|r| r.lines()).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
 }
 
 /// `PRAGMA integrity_check` inside the actor.
 async fn actor_integrity(actor: &mut Actor) -> Result<String> {
     let rows = actor.query("PRAGMA integrity_check", ()).await?;
     let lines: Vec<String> = rows.iter().map(|r| r.get::<String>(0)).collect::<Result<_, _>>()?;
-    Ok(lines.join("; "))
+    Ok(one_line(&lines))
 }
 
 pub(crate) async fn export(args: ExportArgs) -> Result<ExitCode> {
@@ -123,9 +134,6 @@ pub(crate) async fn export(args: ExportArgs) -> Result<ExitCode> {
     {
         bail!("actor {id} still has a write-ahead log after sleeping; wake it and run PRAGMA wal_checkpoint(TRUNCATE)");
     }
-    let image = read_image(&*kv, &id).await?;
-    let size = image.len();
-
     let dir = match args.file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -135,7 +143,7 @@ pub(crate) async fn export(args: ExportArgs) -> Result<ExitCode> {
         .suffix(".sqlite")
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(&image).context("writing the temporary export file")?;
+    let size = write_image_to(&*kv, &id, tmp.as_file_mut()).await?;
     tmp.as_file().sync_all().context("syncing the temporary export file")?;
     let check = native_integrity(tmp.path()).context("opening the export with native SQLite")?;
     if check != "ok" {
@@ -174,94 +182,121 @@ fn check_export_target(path: &Path) -> Result<()> {
     bail!("refusing to export to {}: it is {what}; export writes only regular files", path.display())
 }
 
-/// The main database file of an asleep actor, from its meta key and chunks.
-async fn read_image(kv: &dyn KvStore, id: &ActorId) -> Result<Vec<u8>> {
+/// Writes the main database file of an asleep actor, from its meta key and
+/// chunks, to `out`, a batch of chunks at a time; returns its size.
+async fn write_image_to(kv: &dyn KvStore, id: &ActorId, out: &mut std::fs::File) -> Result<u64> {
     let meta = kv.get(id, &meta_key(FileTag::Main)).await?.with_context(|| format!("actor {id} has no database"))?;
     let size = decode_meta(&meta).map_err(anyhow::Error::msg)?;
-    let size = usize::try_from(size).context("the database is larger than this machine's address space")?;
-    let mut image = vec![0u8; size];
-    let prefix = chunk_key(FileTag::Main, ChunkIndex(0));
-    for (key, value) in kv.list_prefix(id, &prefix[..4]).await? {
-        let index = key.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_be_bytes);
-        let Some(index) = index.filter(|_| key.len() == 8) else {
-            bail!("actor {id} has a malformed chunk key {}", wasqlite::vfs::layout::hex(&key));
-        };
-        // A chunk past the size is a stale tail, left for a later truncate.
-        let offset = ChunkIndex(index).offset();
-        if offset >= size as u64 {
-            continue;
+    let chunks = ChunkIndex::count_for(size);
+    let per_batch = (CHUNKS_PER_BATCH as u64).min(kv.limits().max_keys_per_batch as u64).max(1);
+    let mut out = std::io::BufWriter::new(out);
+    let mut first = 0u64;
+    while first < chunks {
+        let last = (first + per_batch).min(chunks);
+        let keys: Vec<Bytes> = (first..last).map(|i| chunk_key(FileTag::Main, ChunkIndex(i as u32))).collect();
+        let values = kv.batch_get(id, &keys).await?;
+        if values.len() != keys.len() {
+            bail!("the store answered {} values for {} keys", values.len(), keys.len());
         }
-        let offset = offset as usize;
-        let len = value.len().min(CHUNK_SIZE).min(size - offset);
-        image[offset..offset + len].copy_from_slice(&value[..len]);
+        for (i, value) in (first..last).zip(values) {
+            // A missing chunk, or the part of one past its stored length,
+            // reads as zeros; the last chunk stops at the file's size.
+            let mut chunk = vec![0u8; CHUNK_SIZE];
+            if let Some(value) = value {
+                let n = value.len().min(CHUNK_SIZE);
+                chunk[..n].copy_from_slice(&value[..n]);
+            }
+            let len = (size - ChunkIndex(i as u32).offset()).min(CHUNK_SIZE as u64) as usize;
+            if i == 0 && Header::parse(&chunk).is_ok_and(|h| h.wal) {
+                // The actor slept, so its WAL is empty: make the file a
+                // rollback-journal database that opens without one.
+                chunk[18] = 1;
+                chunk[19] = 1;
+            }
+            out.write_all(&chunk[..len]).context("writing the temporary export file")?;
+        }
+        first = last;
     }
-    // The actor slept, so its WAL is empty: make the file a rollback-journal
-    // database that opens without one.
-    if Header::parse(&image).is_ok_and(|h| h.wal) {
-        image[18] = 1;
-        image[19] = 1;
-    }
-    Ok(image)
+    out.flush().context("writing the temporary export file")?;
+    Ok(size)
 }
 
 pub(crate) async fn import(args: ImportArgs) -> Result<ExitCode> {
     let id = actor_id(&args.actor)?;
     let file = &args.file;
-    let (image, converted) = load_file(file)?;
+    // The file is read and checked in full before the actor is touched.
+    let (source, converted) = prepare_source(file)?;
+    let check = native_integrity(source.path()).with_context(|| format!("opening {} with native SQLite", file.display()))?;
+    if check != "ok" {
+        bail!("{} fails native SQLite's integrity_check ({check}); actor {id} was not touched", file.display());
+    }
+    let size = std::fs::metadata(source.path()).with_context(|| format!("reading {}", file.display()))?.len();
+    if !size.is_multiple_of(CHUNK_SIZE as u64) {
+        bail!("{} is {size} bytes long, not a whole number of {CHUNK_SIZE}-byte pages", file.display());
+    }
     let host = args.store.host()?;
     let kv = host.kv().clone();
-    let existing = kv.list_prefix(&id, b"").await?.len();
-    if existing > 0 {
-        if !args.force {
-            bail!("actor {id} already has data ({existing} keys); pass --force to replace it");
-        }
-        kv.delete_actor(&id).await.with_context(|| format!("deleting the old data of actor {id}"))?;
+    let metas: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
+    if kv.batch_get(&id, &metas).await?.iter().any(Option::is_some) && !args.force {
+        bail!("actor {id} already has data; pass --force to replace it");
     }
-    write_image(&*kv, &id, image.clone()).await.with_context(|| format!("writing actor {id}"))?;
-
-    let check = async {
-        let mut actor = host.wake(id.as_str()).await?;
-        let check = actor_integrity(&mut actor).await;
-        actor.sleep().await?;
-        check
-    }
-    .await;
-    match check {
-        Ok(check) if check == "ok" => {}
-        outcome => {
-            kv.delete_actor(&id).await?;
-            let why = match outcome {
-                Ok(check) => format!("integrity_check says: {check}"),
-                Err(e) => format!("{e:#}"),
-            };
-            bail!("{} did not open as actor {id}'s database ({why}); the actor was left empty", file.display());
-        }
+    // Waking rolls back a hot journal the old database may have; the
+    // replacement then journals the old pages, so that a crash part-way
+    // leaves the old database, never an empty or mixed one.
+    let mut actor = host.wake(id.as_str()).await.with_context(|| format!("waking actor {id}"))?;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(source.path()).with_context(|| format!("reading {}", file.display()))?);
+    let replaced = actor.replace_database(&mut reader, size).await.with_context(|| format!("importing {} into actor {id}", file.display()));
+    let check = match replaced {
+        Ok(()) => actor_integrity(&mut actor).await,
+        Err(e) => Err(e),
+    };
+    actor.sleep().await.with_context(|| format!("sleeping actor {id}"))?;
+    let check = check?;
+    if check != "ok" {
+        bail!("actor {id} fails integrity_check after the import: {check}");
     }
     let note = if converted { ", converted to 4096-byte pages and journal mode DELETE" } else { "" };
-    println!("imported {} into actor {id} ({} bytes{note}); integrity_check ok", file.display(), image.len());
+    println!("imported {} into actor {id} ({size} bytes{note}); integrity_check ok", file.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// The database image to store: the file's bytes, or a converted copy when
-/// its page size is not 4096 or it is in WAL mode. True when converted.
-fn load_file(file: &Path) -> Result<(Bytes, bool)> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let header =
-        Header::parse(&bytes).map_err(|why| anyhow::anyhow!("{} is not an SQLite database: {why}", file.display()))?;
-    let (bytes, converted) = if header.page_size as usize != CHUNK_SIZE || header.wal {
-        (convert(file).with_context(|| format!("converting {} to 4096-byte pages", file.display()))?, true)
-    } else {
-        (bytes, false)
-    };
-    if !bytes.len().is_multiple_of(CHUNK_SIZE) {
-        bail!("{} is {} bytes long, not a whole number of {CHUNK_SIZE}-byte pages", file.display(), bytes.len());
+/// The file to import: the given one, or a converted copy when its page
+/// size is not 4096 or it is in WAL mode (true then). Only its header is
+/// read here.
+fn prepare_source(file: &Path) -> Result<(Source, bool)> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let read = std::io::Read::read(&mut f, &mut header).with_context(|| format!("reading {}", file.display()))?;
+    let header = Header::parse(&header[..read])
+        .map_err(|why| anyhow::anyhow!("{} is not an SQLite database: {why}", file.display()))?;
+    if !std::fs::metadata(file)?.is_file() {
+        bail!("{} is not a regular file", file.display());
     }
-    Ok((Bytes::from(bytes), converted))
+    if header.page_size as usize != CHUNK_SIZE || header.wal {
+        let converted = convert(file).with_context(|| format!("converting {} to 4096-byte pages", file.display()))?;
+        return Ok((converted, true));
+    }
+    Ok((Source::Given(file.to_path_buf()), false))
+}
+
+/// Where the bytes to import are.
+enum Source {
+    Given(PathBuf),
+    /// A converted copy, in a directory deleted when this is dropped.
+    Converted(#[allow(dead_code)] tempfile::TempDir, PathBuf),
+}
+
+impl Source {
+    fn path(&self) -> &Path {
+        match self {
+            Source::Given(path) | Source::Converted(_, path) => path,
+        }
+    }
 }
 
 /// A copy of the database at `file` with 4096-byte pages and journal mode
 /// DELETE, made by native SQLite in a temporary directory.
-fn convert(file: &Path) -> Result<Vec<u8>> {
+fn convert(file: &Path) -> Result<Source> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let copy = dir.path().join("converted.sqlite");
     {
@@ -277,30 +312,5 @@ fn convert(file: &Path) -> Result<Vec<u8>> {
             bail!("SQLite kept page size {page_size}");
         }
     }
-    Ok(std::fs::read(&copy)?)
-}
-
-/// Writes a database image as chunks, then its meta key, in batches within
-/// the store's limits. The meta key goes last, so an interrupted import
-/// leaves chunks without a database the actor would open.
-async fn write_image(kv: &dyn KvStore, id: &ActorId, image: Bytes) -> Result<()> {
-    let limits = kv.limits();
-    let entry_bytes = 8 + CHUNK_SIZE;
-    let per_batch = CHUNKS_PER_BATCH.min(limits.max_keys_per_batch).min(limits.max_batch_bytes / entry_bytes).max(1);
-    let chunks = image.len() / CHUNK_SIZE;
-    let mut batch: Vec<KvEntry> = Vec::with_capacity(per_batch.min(chunks));
-    for i in 0..chunks {
-        let index = u32::try_from(i).context("the database has more chunks than a u32 can index")?;
-        let value = image.slice(i * CHUNK_SIZE..(i + 1) * CHUNK_SIZE);
-        batch.push((chunk_key(FileTag::Main, ChunkIndex(index)), value));
-        if batch.len() == per_batch {
-            kv.batch_put(id, &batch).await?;
-            batch.clear();
-        }
-    }
-    if !batch.is_empty() {
-        kv.batch_put(id, &batch).await?;
-    }
-    kv.batch_put(id, &[(meta_key(FileTag::Main), encode_meta(image.len() as u64))]).await?;
-    Ok(())
+    Ok(Source::Converted(dir, copy))
 }
