@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::guest::CallMode;
 use crate::guest::abi::{IMPORT_MODULE, VFS_METHODS};
 use crate::guest::exports::ExportIndex;
-use crate::guest::watchdog::TICK;
+use crate::guest::watchdog;
 use crate::guest::imports;
 use crate::state::ActorState;
 
@@ -82,6 +82,12 @@ pub struct EngineConfig {
     pub memory_init_cow: bool,
     /// Where compiled code is cached.
     pub code_cache: CodeCache,
+    /// Compile the guest with epoch checks, which is what lets a call be
+    /// stopped at its deadline or by an `InterruptHandle` (and, on a
+    /// fiber, yield). They cost about a tenth of the guest's speed on
+    /// CPU-bound SQL (BENCHMARKS.md). `false` is for trusted SQL only: calls
+    /// then run to their end, so `Limits::call_timeout` must be `None`.
+    pub interruptible: bool,
 }
 
 /// Awake actors one process can hold with the default configuration.
@@ -95,6 +101,7 @@ impl Default for EngineConfig {
             max_memory: 256 << 20,
             memory_init_cow: true,
             code_cache: CodeCache::Default,
+            interruptible: true,
         }
     }
 }
@@ -129,7 +136,7 @@ impl Runtime {
         wasm_config.cranelift_opt_level(OptLevel::Speed);
         wasm_config.memory_init_cow(config.memory_init_cow);
         // Every Store's calls are watched from epoch ticks (guest::watchdog).
-        wasm_config.epoch_interruption(true);
+        wasm_config.epoch_interruption(config.interruptible);
         // A trap reaches users as one line; the host recovers by rebuilding
         // the instance, and a wasm backtrace would tell them nothing.
         wasm_config.wasm_backtrace_max_frames(None);
@@ -157,7 +164,9 @@ impl Runtime {
             wasm_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&wasm_config).map_err(|e| Error::Engine(format!("creating the engine: {e}")))?;
-        start_ticker(&engine)?;
+        if config.interruptible {
+            watchdog::tick(&engine)?;
+        }
         let (module, loaded_from_cache) = load_or_compile(&engine, config.code_cache.dir().as_deref())?;
         check_imports(&module)?;
         let link = |mode| {
@@ -170,23 +179,6 @@ impl Runtime {
         let exports = ExportIndex::new(&module)?;
         Ok(Runtime { engine, fiber, direct, exports, loaded_from_cache })
     }
-}
-
-/// One thread per engine bumps its epoch every `TICK`, for as long as the
-/// engine lives (runtimes are kept for the life of the process).
-fn start_ticker(engine: &Engine) -> Result<(), Error> {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("wasqlite-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(TICK);
-            }
-        })
-        .map(drop)
-        .map_err(|e| Error::Engine(format!("starting the epoch ticker thread: {e}")))
 }
 
 /// The guest may import the relay VFS methods and nothing else: no WASI,

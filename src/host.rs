@@ -152,6 +152,11 @@ impl Host {
     /// compile or link.
     pub fn with_config(kv: Arc<dyn KvStore>, config: HostConfig) -> Result<Host, Error> {
         check_limits(kv.limits())?;
+        if !config.engine.interruptible && config.limits.call_timeout.is_some() {
+            return Err(Error::Config(
+                "a call timeout needs an interruptible engine: set Limits::call_timeout to None, or EngineConfig::interruptible to true".into(),
+            ));
+        }
         let runtime = Runtime::get(&config.engine)?;
         let call_mode = if kv.answers_immediately() { CallMode::Direct } else { CallMode::Fiber };
         Ok(Host {

@@ -16,19 +16,64 @@
 //! Time spent waiting on the KV inside an import is not guest execution and
 //! sees no ticks; the call is checked again when the import returns.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use wasmtime::{AsContextMut, Store, StoreContextMut, UpdateDeadline};
+use wasmtime::{AsContextMut, Engine, EngineWeak, Store, StoreContextMut, UpdateDeadline};
 
 use super::CallMode;
 use super::memory::write_i32;
+use crate::error::Error;
 use crate::state::ActorState;
 
 /// Time between two epoch ticks, which bounds how late past its deadline a
 /// call is stopped.
 pub(crate) const TICK: Duration = Duration::from_millis(1);
+
+/// The engines the ticker bumps, and the time it last ticked (nanoseconds
+/// since `clock_base`): a clock that costs one load to read, for `arm`,
+/// which runs at every call.
+static ENGINES: Mutex<Vec<EngineWeak>> = Mutex::new(Vec::new());
+static COARSE_NANOS: AtomicU64 = AtomicU64::new(0);
+
+fn clock_base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// Now, to within one tick (later ticks only make a deadline earlier).
+fn coarse_now() -> Instant {
+    clock_base() + Duration::from_nanos(COARSE_NANOS.load(Ordering::Relaxed))
+}
+
+/// Has `engine` ticked every `TICK` by the one ticker thread of the
+/// process, started with the first engine, for as long as it lives.
+pub(crate) fn tick(engine: &Engine) -> Result<(), Error> {
+    static STARTED: OnceLock<std::io::Result<()>> = OnceLock::new();
+    ENGINES.lock().unwrap_or_else(|p| p.into_inner()).push(engine.weak());
+    let started = STARTED.get_or_init(|| {
+        clock_base();
+        std::thread::Builder::new()
+            .name("wasqlite-epoch".into())
+            .spawn(|| {
+                loop {
+                    let since = Instant::now().duration_since(clock_base()).as_nanos();
+                    COARSE_NANOS.store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Relaxed);
+                    ENGINES.lock().unwrap_or_else(|p| p.into_inner()).retain(|weak| match weak.upgrade() {
+                        Some(engine) => {
+                            engine.increment_epoch();
+                            true
+                        }
+                        None => false,
+                    });
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map(drop)
+    });
+    started.as_ref().map_err(|e| Error::Engine(format!("starting the epoch ticker thread: {e}"))).copied()
+}
 
 /// Offsets of the words in the guest's control block.
 const STOP: i32 = 0;
@@ -168,7 +213,7 @@ pub(crate) fn arm(store: &mut Store<ActorState>, timeout: Option<Duration>) {
     let dog = &mut store.data_mut().watchdog;
     dog.interrupt.requested.store(false, Ordering::Relaxed);
     dog.stopped = None;
-    let now = Instant::now();
+    let now = coarse_now();
     dog.slice_start = now;
     dog.deadline = timeout.map(|t| (now + t, t));
     set_word(&mut store.as_context_mut(), STOP, 0);

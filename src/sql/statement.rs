@@ -239,8 +239,11 @@ impl Connection {
             true => GuestPtr(0),
             false => self.api.stage(&mut self.store, &encoded).await?,
         };
-        let columns = columns.unwrap_or_else(|| Arc::from([]));
-        let mut collected = Rows::new(columns.clone());
+        // `Discard` needs no columns, and its calls (every INSERT) no Rows.
+        let mut collected = match (&rows, &columns) {
+            (RowSink::Collect(_), Some(columns)) => Some(Rows::new(columns.clone())),
+            _ => None,
+        };
         // Atomic only so that the future stays Send; nothing is shared.
         let stop = AtomicBool::new(false);
         let (mut collected_bytes, mut too_big) = (0usize, false);
@@ -252,13 +255,16 @@ impl Connection {
                 if collected_bytes > self.max_result_bytes {
                     too_big = true;
                     stop.store(true, Ordering::Relaxed);
-                    collected = Rows::new(Arc::from([]));
+                    collected = None;
                     return Ok(());
                 }
-                decode_rows(bytes, count, column_count, |values| collected.push(values))
+                match collected.as_mut() {
+                    Some(rows) => decode_rows(bytes, count, column_count, |values| rows.push(values)),
+                    None => Ok(()),
+                }
             }
             RowSink::Each(each) => {
-                let mut batch = Rows::new(columns.clone());
+                let mut batch = Rows::new(columns.clone().unwrap_or_else(|| Arc::from([])));
                 decode_rows(bytes, count, column_count, |values| batch.push(values))?;
                 stop.store(each(batch).is_break(), Ordering::Relaxed);
                 Ok(())
@@ -272,7 +278,7 @@ impl Connection {
                 Step::Done { changes, last_rowid } => {
                     self.last_rowid = last_rowid;
                     if let RowSink::Collect(out) = rows {
-                        *out = Some(collected);
+                        *out = collected;
                     }
                     return Ok(Outcome { changes: changes.max(0) as u64, stopped_early: false, too_big });
                 }

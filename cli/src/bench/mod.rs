@@ -15,6 +15,7 @@
 
 mod churn;
 mod commit;
+mod deadline;
 mod engine;
 mod measure;
 mod mixed;
@@ -33,6 +34,8 @@ pub(crate) enum BenchCommand {
     /// Commits per second with N actors committing at once, with and
     /// without redb group commit.
     Commit(commit::CommitArgs),
+    /// How late past its deadline a runaway call is stopped.
+    Deadline(deadline::DeadlineArgs),
     /// Wake/sleep churn: wake and sleep latency, RSS over the run, RSS per
     /// awake actor.
     Churn(churn::ChurnArgs),
@@ -54,6 +57,7 @@ pub(crate) enum BenchCommand {
 pub(crate) async fn run(command: BenchCommand) -> Result<ExitCode> {
     match command {
         BenchCommand::Commit(args) => commit::run(args).await,
+        BenchCommand::Deadline(args) => deadline::run(args).await,
         BenchCommand::Churn(args) => churn::run(args).await,
         BenchCommand::Sql(args) => sql::run(args).await,
         BenchCommand::Engine(args) => engine::run(args).await,
