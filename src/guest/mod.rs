@@ -5,8 +5,6 @@
 pub(crate) mod abi;
 pub(crate) mod exports;
 pub(crate) mod handles;
-#[cfg(test)]
-mod hostile_guest;
 pub(crate) mod imports;
 pub(crate) mod memory;
 pub(crate) mod watchdog;

@@ -25,8 +25,12 @@
 //!
 //! Everything is seeded: the same workload and `k` always take the same path.
 //!
-//! [`vfs_model`] checks the file layer alone against a model of byte files.
+//! [`vfs_model`] checks the file layer alone against a model of byte files;
+//! [`hostile_guest`] calls the host's imports as a compromised guest would;
+//! [`stored_data`] opens databases whose stored bytes are arbitrary.
 
+pub mod hostile_guest;
+pub mod stored_data;
 pub mod vfs_model;
 
 use std::pin::pin;

@@ -2,18 +2,18 @@
 //! ABI and calls each with out-of-range pointers, overflowing lengths,
 //! negative and huge offsets, unknown handles, and in the wrong order. Every
 //! call must come back with a code, never a trap or a host panic, and the
-//! plainly bad ones with an error code.
+//! plainly bad ones with an error code. [`run_fuzz_input`] is the
+//! `guest_imports` fuzz target's body.
 
 use std::sync::Arc;
 
 use wasmtime::{Engine, Extern, Instance, Linker, Module, Store, Val};
 
-use super::CallMode;
-use super::abi::{IMPORT_MODULE, VFS_METHODS};
-use super::imports::add_to_linker;
-use super::watchdog::{InterruptHandle, Watchdog};
 use crate::actor_id::ActorId;
-use crate::codes as sqlite;
+use crate::guest::CallMode;
+use crate::guest::abi::IMPORT_MODULE;
+use crate::guest::imports::add_to_linker;
+use crate::guest::watchdog::{InterruptHandle, Watchdog};
 use crate::kv::MemoryKv;
 use crate::state::{ActorState, Gauges};
 
@@ -70,6 +70,7 @@ fn hostile_wat() -> String {
 const I32S: [i32; 9] = [0, 1, -1, NAME_AT, NAME_LEN, 65_535, 65_536, i32::MAX, i32::MIN];
 const I64S: [i64; 6] = [0, -1, 4096, 1 << 60, i64::MAX, i64::MIN];
 
+#[cfg(test)]
 fn arguments(params: &str) -> Vec<Vec<Val>> {
     let mut all = vec![Vec::new()];
     for c in params.chars() {
@@ -77,6 +78,71 @@ fn arguments(params: &str) -> Vec<Vec<Val>> {
         all = all.into_iter().flat_map(|prefix| values.iter().map(move |v| [prefix.clone(), vec![v.clone()]].concat())).collect();
     }
     all
+}
+
+/// A hostile guest instance over a fresh `MemoryKv`, its imports linked for
+/// direct calls.
+pub struct HostileGuest {
+    store: Store<ActorState>,
+    instance: Instance,
+}
+
+impl HostileGuest {
+    /// # Panics
+    ///
+    /// If the module does not build or link, which is a bug here.
+    pub fn new() -> HostileGuest {
+        let (store, instance) = hostile_instance();
+        HostileGuest { store, instance }
+    }
+
+    /// Calls import number `method` (its index in the ABI) with raw
+    /// arguments, wrapped around to the import's parameter count and types;
+    /// returns its code.
+    ///
+    /// # Panics
+    ///
+    /// If the call traps, which is what a fuzzer looks for.
+    pub fn call_raw(&mut self, method: usize, raw: &[i64]) -> i32 {
+        let (name, params) = SIGNATURES[method % SIGNATURES.len()];
+        let args: Vec<Val> = params
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                let v = raw.get(i).copied().unwrap_or(0);
+                if c == 'I' { Val::I64(v) } else { Val::I32(v as i32) }
+            })
+            .collect();
+        call(&mut self.store, &self.instance, name, &args)
+    }
+}
+
+impl Default for HostileGuest {
+    fn default() -> Self {
+        HostileGuest::new()
+    }
+}
+
+/// The `guest_imports` fuzz target: each 9-byte record of `data` is one call
+/// (a method byte, then 8 bytes from which every argument is drawn, some
+/// mapped onto the edges of memory), made in order on one guest.
+pub fn run_fuzz_input(data: &[u8]) {
+    let mut guest = HostileGuest::new();
+    for record in data.chunks_exact(9).take(256) {
+        let word = i64::from_le_bytes(record[1..9].try_into().expect("8 bytes"));
+        let pick = |shift: u32| -> i64 {
+            let b = (word >> shift) & 0xff;
+            match b % 8 {
+                0 => I32S[(b as usize / 8) % I32S.len()].into(),
+                1 => I64S[(b as usize / 8) % I64S.len()],
+                2 => i64::from(NAME_AT),
+                3 => i64::from(NAME_LEN),
+                _ => (word >> (shift / 2)) & 0xffff,
+            }
+        };
+        let args: Vec<i64> = (0..5).map(|i| pick(8 * i)).collect();
+        guest.call_raw(usize::from(record[0]), &args);
+    }
 }
 
 fn hostile_instance() -> (Store<ActorState>, Instance) {
@@ -100,6 +166,12 @@ fn call(store: &mut Store<ActorState>, instance: &Instance, name: &str, args: &[
     f.call(&mut *store, args, &mut result).unwrap_or_else(|e| panic!("{name}{args:?} trapped: {e}"));
     result[0].unwrap_i32()
 }
+
+#[cfg(test)]
+mod tests {
+use super::*;
+use crate::codes as sqlite;
+use crate::guest::abi::VFS_METHODS;
 
 /// Every import, with every combination of hostile arguments, twice over
 /// (the second round meets whatever files the first opened): each returns
@@ -168,4 +240,12 @@ fn bad_pointers_handles_offsets_and_order_get_error_codes() {
     assert_eq!(c("xRead", &[i(0), i(1000), i(NAME_LEN), l(100)]), sqlite::SQLITE_OK);
     let memory = store.data().memory.unwrap();
     assert_eq!(&memory.data(&store)[1000..1008], b"actor.db");
+}
+
+/// A fuzz input of every method with assorted words runs clean.
+#[test]
+fn the_fuzz_body_runs() {
+    let data: Vec<u8> = (0..20u8).flat_map(|m| [m, 1, 2, 0x83, 4, 0xff, 6, 7, 8]).collect();
+    run_fuzz_input(&data);
+}
 }
