@@ -164,9 +164,21 @@ impl RedbKv {
             e => failed(&e),
         })?;
         // Create the table once, so that read transactions can always open it.
-        let txn = db.begin_write().map_err(|e| failed(&e))?;
-        txn.open_table(TABLE).map_err(|e| failed(&e))?;
-        txn.commit().map_err(|e| failed(&e))?;
+        let created = unless_panic(|| -> Result<(), String> {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            txn.open_table(TABLE).map_err(|e| e.to_string())?;
+            txn.commit().map_err(|e| e.to_string())
+        });
+        match created {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(failed(&e)),
+            Err(panic) => {
+                // Dropping a Database redb panicked in may panic again, in
+                // its Drop, which would abort the process: leak it instead.
+                std::mem::forget(db);
+                return Err(failed(&format!("the file is corrupt ({panic})")));
+            }
+        }
 
         let db = Arc::new(db);
         let counters = Arc::new(Counters::default());
@@ -221,11 +233,15 @@ impl RedbKv {
             + 'static,
     {
         let db = self.db.clone();
+        let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let failed = |e: &dyn std::fmt::Display| KvError::Backend(format!("redb {what} failed: {e}"));
-            let txn = db.begin_read().map_err(|e| failed(&e))?;
-            let table = txn.open_table(TABLE).map_err(|e| failed(&e))?;
-            f(&table).map_err(|e| failed(&e))
+            unless_panic(|| {
+                let txn = db.begin_read().map_err(|e| failed(&e))?;
+                let table = txn.open_table(TABLE).map_err(|e| failed(&e))?;
+                f(&table).map_err(|e| failed(&e))
+            })
+            .unwrap_or_else(|panic| Err(failed(&format!("{} is corrupt ({panic})", path.display()))))
         })
         .await
         .map_err(|e| KvError::Backend(format!("redb {what} task failed: {e}")))?
@@ -324,9 +340,30 @@ impl Failure {
     }
 }
 
+/// Runs `f`, turning a panic into its message. redb panics on some
+/// corrupt files (an index out of range in a b-tree page) instead of
+/// returning an error; a corrupt file must be an error naming it, not a
+/// process that dies. (Where redb panics again in a destructor while
+/// unwinding, Rust aborts the process before this can catch anything;
+/// SECURITY.md lists that.)
+fn unless_panic<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "redb panicked".to_owned())
+    })
+}
+
 /// Applies every request in one write transaction and commits it durably.
 /// On error nothing is committed.
 fn commit(db: &Database, group: &[Request]) -> Result<(), Failure> {
+    unless_panic(|| commit_unguarded(db, group))
+        .unwrap_or_else(|panic| Err(Failure::Commit(format!("the redb file is corrupt ({panic})"))))
+}
+
+fn commit_unguarded(db: &Database, group: &[Request]) -> Result<(), Failure> {
     let txn = db.begin_write().map_err(|e| Failure::Commit(e.to_string()))?;
     {
         let mut table = txn.open_table(TABLE).map_err(|e| Failure::Commit(e.to_string()))?;
