@@ -29,7 +29,7 @@ async fn check(kv: Arc<dyn KvStore>, ids: &BTreeSet<String>, doomed: &str) {
     }
     let mut keys = Vec::new();
     for id in ids {
-        assert_eq!(own_rows(&host, id).await, [id.clone()], "actor {id} sees other rows");
+        assert_eq!(own_rows(&host, id).await, std::slice::from_ref(id), "actor {id} sees other rows");
         keys.push(kv.list_prefix(&ActorId::new(id).unwrap(), b"").await.unwrap());
     }
     host.destroy(doomed).await.unwrap();
@@ -40,7 +40,7 @@ async fn check(kv: Arc<dyn KvStore>, ids: &BTreeSet<String>, doomed: &str) {
         }
         let after = kv.list_prefix(&ActorId::new(id).unwrap(), b"").await.unwrap();
         assert_eq!(after, before, "destroying {doomed} changed the keys of {id}");
-        assert_eq!(own_rows(&host, id).await, [id.clone()]);
+        assert_eq!(own_rows(&host, id).await, std::slice::from_ref(id));
     }
 }
 

@@ -371,7 +371,7 @@ async fn sql_limits_apply_and_are_configurable() {
     let mut a = host.wake("tight").await.unwrap();
     assert_eq!(a.query("SELECT zeroblob(1001)", ()).await.unwrap_err().sqlite_code(), Some(18));
     a.query("SELECT zeroblob(1000)", ()).await.unwrap();
-    let eleven = format!("SELECT {}", vec!["1"; 11].join(","));
+    let eleven = format!("SELECT {}", ["1"; 11].join(","));
     assert!(a.query(&eleven, ()).await.unwrap_err().to_string().contains("too many columns"));
 }
 

@@ -75,7 +75,7 @@ fn arguments(params: &str) -> Vec<Vec<Val>> {
     let mut all = vec![Vec::new()];
     for c in params.chars() {
         let values: Vec<Val> = if c == 'I' { I64S.map(Val::I64).to_vec() } else { I32S.map(Val::I32).to_vec() };
-        all = all.into_iter().flat_map(|prefix| values.iter().map(move |v| [prefix.clone(), vec![v.clone()]].concat())).collect();
+        all = all.into_iter().flat_map(|prefix| values.iter().map(move |v| [prefix.clone(), vec![*v]].concat())).collect();
     }
     all
 }
