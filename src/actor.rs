@@ -636,8 +636,15 @@ impl Actor {
         // must not take the error for "nothing happened".
         let files = &mut self.conn().store.data_mut().files;
         let write_failed = files.take_write_failed();
-        if write_failed && files.may_have_committed() {
+        let timed_out = files.write_timed_out();
+        if write_failed && (timed_out || files.may_have_committed()) {
             result = result.map_err(|e| Error::OutcomeUnknown { source: Box::new(e) });
+        }
+        if timed_out {
+            // The write may land yet, maybe as the commit: a rebuild now
+            // could read the KV before it does. The next wake waits for it.
+            self.poisoned = Some("a KV write did not answer in time and may still land; sleep the actor and wake it again".into());
+            return result;
         }
         // After a failed KV write the guest may hold pages and a journal that
         // the KV never got. Its durable state is exactly what the KV holds,

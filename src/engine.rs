@@ -164,9 +164,8 @@ impl Runtime {
             wasm_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&wasm_config).map_err(|e| Error::Engine(format!("creating the engine: {e}")))?;
-        if config.interruptible {
-            watchdog::tick(&engine)?;
-        }
+        // The ticker also times KV operations, which every engine needs.
+        watchdog::tick(config.interruptible.then_some(&engine))?;
         let (module, loaded_from_cache) = load_or_compile(&engine, config.code_cache.dir().as_deref())?;
         check_imports(&module)?;
         let link = |mode| {

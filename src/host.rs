@@ -68,6 +68,7 @@ impl HostInner {
         let mut state =
             ActorState::new(self.kv.clone(), id.clone(), self.gauges.clone(), self.config.engine.max_memory, self.config.seed, watchdog);
         state.files.set_max_size(limits.max_database_size);
+        state.files.set_kv_timeout(limits.kv_timeout);
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| state.limiter());
         store.set_epoch_deadline(1);

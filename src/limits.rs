@@ -25,6 +25,12 @@ pub struct Limits {
     /// alone (the cancellation simulation needs that). Direct calls (a KV
     /// that answers at once) cannot yield.
     pub time_slice: Option<Duration>,
+    /// How long one KV operation may take on a backend that may make
+    /// callers wait (not `MemoryKv`). A read past it is an I/O error; a
+    /// write past it may still land, so the actor is unusable (poisoned)
+    /// until it is slept and woken, and the wake waits for the write.
+    /// `None` waits for as long as the backend takes.
+    pub kv_timeout: Option<Duration>,
     /// The largest size, in bytes, the actor's database file may grow to.
     /// Past it, writes fail with SQLITE_FULL and the actor stays usable.
     /// Its rollback journal and WAL may hold as much again.
@@ -51,6 +57,7 @@ impl Default for Limits {
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
             stop_grace: Duration::from_secs(1),
             time_slice: Some(Duration::from_millis(10)),
+            kv_timeout: Some(Duration::from_secs(10)),
             max_database_size: DEFAULT_MAX_DATABASE_SIZE,
             max_result_bytes: 64 << 20,
             sql: SqlLimits::default(),

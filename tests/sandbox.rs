@@ -388,3 +388,43 @@ async fn a_runaway_query_on_a_waiting_kv_yields_and_can_be_dropped() {
     assert!(dropped.is_err(), "the endless query returned");
     assert_intact(&mut a, 10).await;
 }
+
+/// A write the KV does not answer within `kv_timeout` fails the call as an
+/// unknown outcome and poisons the actor (the write may land later); a new
+/// wake waits for it, and the database is whole either way. A read that
+/// times out is a plain I/O error.
+#[tokio::test]
+async fn a_kv_that_does_not_answer_times_out_without_losing_anything() {
+    let kv = Arc::new(FaultKv::new(MemoryKv::new()));
+    kv.set_delay(Some(Duration::ZERO));
+    let limits = Limits { kv_timeout: Some(Duration::from_millis(100)), ..Default::default() };
+    let host = host_with(kv.clone(), limits);
+    let mut a = host.wake("slow").await.unwrap();
+    committed_rows(&mut a, 10).await;
+    kv.pause_writes(true);
+    let started = Instant::now();
+    let err = a.execute("INSERT INTO t(v) VALUES ('maybe')", ()).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "the timeout did not bound the wait");
+    assert!(matches!(err, Error::OutcomeUnknown { .. }) && err.to_string().contains("did not answer"), "{err}");
+    assert!(err.is_io_error(), "{err}");
+    let poisoned = a.query("SELECT 1", ()).await.unwrap_err();
+    assert!(matches!(poisoned, Error::Poisoned { .. }), "{poisoned}");
+    drop(a);
+    kv.pause_writes(false);
+    let mut again = host.wake("slow").await.unwrap();
+    let n = count(&mut again, "SELECT count(*) FROM t").await;
+    assert!(n == 10 || n == 11, "{n} rows");
+    assert_eq!(integrity(&mut again).await, "ok");
+    again.sleep().await.unwrap();
+
+    // A read: the wake reads the file sizes, the first query the pages.
+    kv.set_delay(Some(Duration::from_secs(2)));
+    let err = match host.wake("slow").await {
+        Ok(mut cold) => cold.query("SELECT count(*) FROM t", ()).await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert!(err.is_io_error() && err.to_string().contains("did not answer a read"), "{err}");
+    kv.set_delay(Some(Duration::ZERO));
+    let mut warm = host.wake("slow").await.unwrap();
+    assert_eq!(integrity(&mut warm).await, "ok");
+}

@@ -17,7 +17,9 @@
 //! sees no ticks; the call is checked again when the import returns.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use wasmtime::{AsContextMut, Engine, EngineWeak, Store, StoreContextMut, UpdateDeadline};
@@ -36,22 +38,27 @@ pub(crate) const TICK: Duration = Duration::from_millis(1);
 /// which runs at every call.
 static ENGINES: Mutex<Vec<EngineWeak>> = Mutex::new(Vec::new());
 static COARSE_NANOS: AtomicU64 = AtomicU64::new(0);
+/// Wakers of `TickSleep`s, woken by the ticker once due.
+static SLEEPERS: Mutex<Vec<(Instant, Waker)>> = Mutex::new(Vec::new());
 
 fn clock_base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)
 }
 
-/// Now, to within one tick (later ticks only make a deadline earlier).
+/// Now, to within one tick behind (as long as the ticker is not starved).
 fn coarse_now() -> Instant {
     clock_base() + Duration::from_nanos(COARSE_NANOS.load(Ordering::Relaxed))
 }
 
-/// Has `engine` ticked every `TICK` by the one ticker thread of the
-/// process, started with the first engine, for as long as it lives.
-pub(crate) fn tick(engine: &Engine) -> Result<(), Error> {
+/// Starts the one ticker thread of the process, if it is not running, and
+/// has it bump `engine`'s epoch every `TICK` for as long as the engine
+/// lives. The ticker also wakes `TickSleep`s.
+pub(crate) fn tick(engine: Option<&Engine>) -> Result<(), Error> {
     static STARTED: OnceLock<std::io::Result<()>> = OnceLock::new();
-    ENGINES.lock().unwrap_or_else(|p| p.into_inner()).push(engine.weak());
+    if let Some(engine) = engine {
+        ENGINES.lock().unwrap_or_else(|p| p.into_inner()).push(engine.weak());
+    }
     let started = STARTED.get_or_init(|| {
         clock_base();
         std::thread::Builder::new()
@@ -67,6 +74,14 @@ pub(crate) fn tick(engine: &Engine) -> Result<(), Error> {
                         }
                         None => false,
                     });
+                    let now = Instant::now();
+                    SLEEPERS.lock().unwrap_or_else(|p| p.into_inner()).retain(|(at, waker)| {
+                        let due = *at <= now;
+                        if due {
+                            waker.wake_by_ref();
+                        }
+                        !due
+                    });
                     std::thread::sleep(TICK);
                 }
             })
@@ -78,6 +93,30 @@ pub(crate) fn tick(engine: &Engine) -> Result<(), Error> {
 /// Offsets of the words in the guest's control block.
 const STOP: i32 = 0;
 const TRUSTED: i32 = 4;
+
+/// A future that ends at `at` (to within a tick), woken by the ticker: a
+/// timer that needs no async runtime's time driver.
+pub(crate) struct TickSleep {
+    at: Instant,
+}
+
+impl TickSleep {
+    pub(crate) fn new(after: Duration) -> TickSleep {
+        TickSleep { at: Instant::now() + after }
+    }
+}
+
+impl Future for TickSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.at {
+            return Poll::Ready(());
+        }
+        SLEEPERS.lock().unwrap_or_else(|p| p.into_inner()).push((self.at, cx.waker().clone()));
+        Poll::Pending
+    }
+}
 
 /// Why a call was stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +254,9 @@ pub(crate) fn arm(store: &mut Store<ActorState>, timeout: Option<Duration>) {
     dog.stopped = None;
     let now = coarse_now();
     dog.slice_start = now;
-    dog.deadline = timeout.map(|t| (now + t, t));
+    // The clock may be a tick behind: a tick more keeps a call from being
+    // stopped before its full timeout.
+    dog.deadline = timeout.map(|t| (now + t + TICK, t));
     set_word(&mut store.as_context_mut(), STOP, 0);
 }
 

@@ -108,6 +108,15 @@ pub enum KvError {
     /// The backend itself failed (I/O, a lost connection, an injected fault).
     #[error("KV backend failed: {0}")]
     Backend(String),
+    /// The backend did not answer within [`crate::Limits::kv_timeout`]. A
+    /// write that timed out may still land.
+    #[error("the KV did not answer {what} within {after:?}")]
+    Timeout {
+        /// The operation.
+        what: &'static str,
+        /// The timeout.
+        after: std::time::Duration,
+    },
 }
 
 impl KvError {

@@ -20,6 +20,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use crate::codes as sqlite;
@@ -28,6 +30,7 @@ use super::layout::{
     CHUNK_SIZE, ChunkIndex, FileTag, chunk_key, chunk_range_end, decode_meta, encode_meta, meta_key,
 };
 use crate::actor_id::ActorId;
+use crate::guest::watchdog::TickSleep;
 use crate::kv::{KvEntry, KvError, KvLimits, KvStore, inflight};
 
 /// The name the guest opens its database under (vfs/sql_api.c). The journal
@@ -142,6 +145,23 @@ pub fn open_type(tag: FileTag) -> i32 {
     }
 }
 
+/// `operation`, or a timeout error once `limit` has passed.
+async fn within<T>(limit: Option<Duration>, what: &'static str, operation: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
+    let Some(after) = limit else { return operation.await };
+    let mut operation = std::pin::pin!(operation);
+    let mut timer = TickSleep::new(after);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = operation.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        match std::pin::Pin::new(&mut timer).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(KvError::Timeout { what, after })),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
 /// A `batch_get` reply, if it has one value per key: a backend that
 /// answers short or long is broken, and gets a KV error, not a panic.
 fn answered_all(keys: &[Bytes], values: Vec<Option<Bytes>>) -> Result<Vec<Option<Bytes>>, KvError> {
@@ -168,6 +188,12 @@ pub struct ActorFiles {
     /// Largest size of the database file; the journal and WAL may reach
     /// twice it (see `max_size_of`).
     max_size: u64,
+    /// How long one KV operation may take (`None`, or a KV that answers at
+    /// once: no limit).
+    kv_timeout: Option<Duration>,
+    /// A write timed out: it may still land, so nothing this instance
+    /// buffers or reads may be trusted until it has.
+    write_timed_out: bool,
     files: [FileState; 4],
     /// False until the meta keys are read, once per wake.
     loaded: bool,
@@ -195,6 +221,8 @@ impl ActorFiles {
             limits,
             flush_threshold: FLUSH_THRESHOLD,
             max_size: MAX_FILE_SIZE,
+            kv_timeout: None,
+            write_timed_out: false,
             files: Default::default(),
             loaded: false,
             atomic: None,
@@ -203,6 +231,17 @@ impl ActorFiles {
             journal_hot: false,
             may_have_committed: false,
         }
+    }
+
+    /// Bounds each KV operation to `timeout`, on a backend that may make
+    /// callers wait.
+    pub fn set_kv_timeout(&mut self, timeout: Option<Duration>) {
+        self.kv_timeout = timeout.filter(|_| !self.kv.answers_immediately());
+    }
+
+    /// Whether a KV write timed out; it may land later.
+    pub fn write_timed_out(&self) -> bool {
+        self.write_timed_out
     }
 
     /// Caps the database file at `bytes` (at most the 16 TiB the layout's
@@ -236,11 +275,20 @@ impl ActorFiles {
 
     /// Runs a KV write built by `write` so that it ends (lands or fails)
     /// even if the call waiting for it is dropped (see `kv::inflight`).
-    async fn write_kv<Fut>(&self, write: impl FnOnce(Arc<dyn KvStore>, ActorId) -> Fut) -> Result<(), KvError>
+    async fn write_kv<Fut>(&mut self, write: impl FnOnce(Arc<dyn KvStore>, ActorId) -> Fut) -> Result<(), KvError>
     where
         Fut: Future<Output = Result<(), KvError>> + Send + 'static,
     {
-        inflight::run_to_completion(&self.kv, &self.actor, write(self.kv.clone(), self.actor.clone())).await
+        if self.write_timed_out {
+            // A later write could land before the earlier one.
+            return Err(KvError::Backend("an earlier KV write did not answer in time and has not finished; nothing more is written until it has".into()));
+        }
+        let running = inflight::run_to_completion(&self.kv, &self.actor, write(self.kv.clone(), self.actor.clone()));
+        let result = within(self.kv_timeout, "a write", running).await;
+        // The write goes on as a task (`kv::inflight`); the next wake waits
+        // for it.
+        self.write_timed_out |= matches!(result, Err(KvError::Timeout { .. }));
+        result
     }
 
     /// Records that writes to `tag` landed in the KV; `header` is what chunk
@@ -327,7 +375,8 @@ impl ActorFiles {
             return Ok(());
         }
         let keys: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
-        let values = match self.kv.batch_get(&self.actor, &keys).await.and_then(|v| answered_all(&keys, v)) {
+        let read = within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await;
+        let values = match read.and_then(|v| answered_all(&keys, v)) {
             Ok(v) => v,
             Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
         };
@@ -488,10 +537,10 @@ impl ActorFiles {
         let mut out = Vec::with_capacity(indices.len());
         for group in indices.chunks(self.limits.max_keys_per_batch.max(1)) {
             let values = if let [one] = group {
-                vec![self.kv.get(&self.actor, &chunk_key(tag, ChunkIndex(*one))).await?]
+                vec![within(self.kv_timeout, "a read", self.kv.get(&self.actor, &chunk_key(tag, ChunkIndex(*one)))).await?]
             } else {
                 let keys: Vec<Bytes> = group.iter().map(|i| chunk_key(tag, ChunkIndex(*i))).collect();
-                answered_all(&keys, self.kv.batch_get(&self.actor, &keys).await?)?
+                answered_all(&keys, within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await?)?
             };
             for (index, value) in group.iter().zip(values) {
                 let mut chunk = vec![0u8; CHUNK_SIZE].into_boxed_slice();
