@@ -3,7 +3,8 @@
 //! SQLite's own failures keep its extended result code and message
 //! ([`Error::Sqlite`]); when the VFS caused them (a KV failure, a batch that
 //! broke a limit), the VFS's description rides along in `storage`. Guest traps and
-//! ABI problems are kept apart from SQL errors: they poison the actor.
+//! ABI problems are kept apart from SQL errors: the actor rebuilds its
+//! instance from the KV after them, and is poisoned only if that fails.
 
 use crate::actor_id::ActorId;
 use crate::kv::KvError;
@@ -26,15 +27,16 @@ pub enum Error {
     /// A KV call made by the host itself (not through SQLite) failed.
     #[error(transparent)]
     Kv(#[from] KvError),
-    /// The guest trapped or broke the ABI while the host was `context`.
+    /// The guest trapped or broke the ABI while the host was `context`. The
+    /// actor has rebuilt its instance from the KV; nothing of the call was
+    /// committed unless the error is wrapped in [`Error::OutcomeUnknown`].
     #[error("guest failure while {context}: {message}")]
     Guest {
         /// What the host was doing.
         context: &'static str,
         /// The trap or the broken expectation, in one line.
         message: String,
-        /// The engine's error behind a trap, with its whole chain (and the
-        /// wasm backtrace, when there is one).
+        /// The engine's error behind a trap, with its whole chain.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
