@@ -5,7 +5,7 @@
 //! plainly bad ones with an error code. [`run_fuzz_input`] is the
 //! `guest_imports` fuzz target's body.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::{Engine, Extern, Instance, Linker, Module, Store, Val};
 
@@ -145,16 +145,26 @@ pub fn run_fuzz_input(data: &[u8]) {
     }
 }
 
+/// The engine, module and linker, built once: compiling them per input
+/// would make the fuzz target a compiler benchmark.
+fn prepared() -> &'static (Engine, Module, Linker<ActorState>) {
+    static PREPARED: OnceLock<(Engine, Module, Linker<ActorState>)> = OnceLock::new();
+    PREPARED.get_or_init(|| {
+        let engine = Engine::default();
+        let module = Module::new(&engine, wat::parse_str(hostile_wat()).unwrap()).unwrap();
+        let mut linker = Linker::new(&engine);
+        add_to_linker(&mut linker, CallMode::Direct).unwrap();
+        (engine, module, linker)
+    })
+}
+
 fn hostile_instance() -> (Store<ActorState>, Instance) {
-    let engine = Engine::default();
-    let module = Module::new(&engine, wat::parse_str(hostile_wat()).unwrap()).unwrap();
-    let mut linker = Linker::new(&engine);
-    add_to_linker(&mut linker, CallMode::Direct).unwrap();
+    let (engine, module, linker) = prepared();
     let kv = Arc::new(MemoryKv::new());
     let watchdog = Watchdog::new(InterruptHandle::new(), std::time::Duration::ZERO, None);
     let state = ActorState::new(kv, ActorId::new("hostile").unwrap(), Arc::new(Gauges::default()), 1 << 20, Some(1), watchdog);
-    let mut store = Store::new(&engine, state);
-    let instance = linker.instantiate(&mut store, &module).unwrap();
+    let mut store = Store::new(engine, state);
+    let instance = linker.instantiate(&mut store, module).unwrap();
     let memory = instance.get_memory(&mut store, "memory").unwrap();
     store.data_mut().memory = Some(memory);
     (store, instance)
