@@ -1,8 +1,8 @@
 //! `Watchdog`: stops a guest call at its deadline, or when an
 //! [`InterruptHandle`] asks, from the engine's epoch ticks.
 //!
-//! Each engine has one ticker thread that bumps its epoch every `TICK`, and
-//! every Store runs `on_tick` at each bump while its guest executes. The
+//! One ticker thread per process bumps every engine's epoch each `TICK`,
+//! and every Store runs `on_tick` at each bump while its guest executes. The
 //! callback cannot call into the guest, so it stops a call in two steps:
 //!
 //! 1. It writes 1 into the guest's control block (`Control.stop` in
@@ -14,10 +14,12 @@
 //!    the KV, which holds only what committed.
 //!
 //! Time spent waiting on the KV inside an import is not guest execution and
-//! sees no ticks; the call is checked again when the import returns.
+//! sees no ticks; `TickSleep`, woken by the same thread, bounds those waits
+//! (`Limits::kv_timeout`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -38,8 +40,9 @@ pub(crate) const TICK: Duration = Duration::from_millis(1);
 /// which runs at every call.
 static ENGINES: Mutex<Vec<EngineWeak>> = Mutex::new(Vec::new());
 static COARSE_NANOS: AtomicU64 = AtomicU64::new(0);
-/// Wakers of `TickSleep`s, woken by the ticker once due.
-static SLEEPERS: Mutex<Vec<(Instant, Waker)>> = Mutex::new(Vec::new());
+/// Wakers of pending `TickSleep`s by deadline (and a number that tells
+/// sleeps with the same deadline apart), woken by the ticker once due.
+static SLEEPERS: Mutex<BTreeMap<(Instant, u64), Waker>> = Mutex::new(BTreeMap::new());
 
 fn clock_base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
@@ -75,13 +78,13 @@ pub(crate) fn tick(engine: Option<&Engine>) -> Result<(), Error> {
                         None => false,
                     });
                     let now = Instant::now();
-                    SLEEPERS.lock().unwrap_or_else(|p| p.into_inner()).retain(|(at, waker)| {
-                        let due = *at <= now;
-                        if due {
-                            waker.wake_by_ref();
-                        }
-                        !due
-                    });
+                    let mut sleepers = SLEEPERS.lock().unwrap_or_else(|p| p.into_inner());
+                    while let Some(entry) = sleepers.first_entry()
+                        && entry.key().0 <= now
+                    {
+                        entry.remove().wake();
+                    }
+                    drop(sleepers);
                     std::thread::sleep(TICK);
                 }
             })
@@ -94,15 +97,18 @@ pub(crate) fn tick(engine: Option<&Engine>) -> Result<(), Error> {
 const STOP: i32 = 0;
 const TRUSTED: i32 = 4;
 
-/// A future that ends at `at` (to within a tick), woken by the ticker: a
-/// timer that needs no async runtime's time driver.
+/// A future that ends at a deadline (to within a tick), woken by the
+/// ticker: a timer that needs no async runtime's time driver. It holds a
+/// place among the sleepers only while pending, and gives it up when
+/// dropped, so the ticker's work follows the timers alive, not those made.
 pub(crate) struct TickSleep {
-    at: Instant,
+    key: (Instant, u64),
 }
 
 impl TickSleep {
     pub(crate) fn new(after: Duration) -> TickSleep {
-        TickSleep { at: Instant::now() + after }
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        TickSleep { key: (Instant::now() + after, NEXT.fetch_add(1, Ordering::Relaxed)) }
     }
 }
 
@@ -110,11 +116,17 @@ impl Future for TickSleep {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.at {
+        if Instant::now() >= self.key.0 {
             return Poll::Ready(());
         }
-        SLEEPERS.lock().unwrap_or_else(|p| p.into_inner()).push((self.at, cx.waker().clone()));
+        SLEEPERS.lock().unwrap_or_else(|p| p.into_inner()).insert(self.key, cx.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Drop for TickSleep {
+    fn drop(&mut self) {
+        SLEEPERS.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
     }
 }
 
@@ -271,4 +283,29 @@ pub(crate) fn disarm(store: &mut Store<ActorState>) -> Option<StopReason> {
 /// authorizer, or stops letting it.
 pub(crate) fn set_trusted(store: &mut Store<ActorState>, trusted: bool) {
     set_word(&mut store.as_context_mut(), TRUSTED, i32::from(trusted));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sleep ends once due, woken by the ticker; one dropped while
+    /// pending leaves nothing for the ticker to walk.
+    #[tokio::test]
+    async fn tick_sleeps_wake_when_due_and_leave_nothing_when_dropped() {
+        tick(None).unwrap();
+        TickSleep::new(Duration::from_millis(3)).await;
+        let mut pending: Vec<TickSleep> = (0..1000).map(|_| TickSleep::new(Duration::from_secs(60))).collect();
+        let keys: Vec<(Instant, u64)> = pending.iter().map(|s| s.key).collect();
+        for sleep in &mut pending {
+            assert!(futures_poll(sleep).is_pending());
+        }
+        assert!(keys.iter().all(|k| SLEEPERS.lock().unwrap().contains_key(k)));
+        drop(pending);
+        assert!(!keys.iter().any(|k| SLEEPERS.lock().unwrap().contains_key(k)));
+    }
+
+    fn futures_poll(sleep: &mut TickSleep) -> Poll<()> {
+        Pin::new(sleep).poll(&mut Context::from_waker(Waker::noop()))
+    }
 }
