@@ -16,24 +16,9 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::integrity;
+use common::{drop_after_polls, integrity};
 use wasqlite::kv::{FaultKv, FaultPlan};
 use wasqlite::{Actor, Error, Host, KvLimits, KvStore, MemoryKv, RedbKv, params};
-
-/// Polls `future` until it ends or has been polled `polls` times, then drops
-/// it. `None`: it was dropped unfinished.
-async fn drop_after_polls<F: Future>(future: F, polls: usize) -> Option<F::Output> {
-    let mut future = pin!(future);
-    let mut polled = 0;
-    std::future::poll_fn(|cx| {
-        if polled == polls {
-            return Poll::Ready(None);
-        }
-        polled += 1;
-        future.as_mut().poll(cx).map(Some)
-    })
-    .await
-}
 
 /// Polls `future` once, without waiting for it to be woken.
 async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {

@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::future::Future;
 use std::io::Cursor;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use common::integrity;
+use common::{drop_after_polls, integrity};
 use wasqlite::kv::{FaultKv, FaultPlan};
 use wasqlite::vfs::layout::{CHUNK_SIZE, ChunkIndex, FileTag, chunk_key, decode_meta, meta_key};
 use wasqlite::{Actor, ActorId, Error, Host, KvStore, MemoryKv, params};
@@ -176,20 +173,6 @@ async fn crash_at_every_operation(old: i64) {
     let switch = found.iter().position(|f| *f == Found::New).expect("the last run finished");
     assert!(switch > 0, "the first operation cannot have committed");
     assert!(found[switch..].iter().all(|f| *f == Found::New), "once new, always new: {found:?}");
-}
-
-/// Polls `future` `polls` times at most, then drops it.
-async fn drop_after_polls<F: Future>(future: F, polls: usize) -> Option<F::Output> {
-    let mut future = pin!(future);
-    let mut polled = 0;
-    std::future::poll_fn(|cx| {
-        if polled == polls {
-            return Poll::Ready(None);
-        }
-        polled += 1;
-        future.as_mut().poll(cx).map(Some)
-    })
-    .await
 }
 
 /// The future dropped at each of its polls: the next call finds the old or

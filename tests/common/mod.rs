@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use wasqlite::vfs::layout::hex;
 use wasqlite::{ActorId, Host, MemoryKv};
@@ -35,4 +38,19 @@ pub fn main_chunks(kv: &MemoryKv, actor: &str) -> usize {
 pub async fn integrity(actor: &mut wasqlite::Actor) -> String {
     let rows = actor.query("PRAGMA integrity_check", ()).await.unwrap();
     rows.iter().map(|r| r.get::<String>(0).unwrap()).collect::<Vec<_>>().join("\n")
+}
+
+/// Polls `future` until it ends or has been polled `polls` times, then drops
+/// it. `None`: it was dropped unfinished.
+pub async fn drop_after_polls<F: Future>(future: F, polls: usize) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let mut polled = 0;
+    std::future::poll_fn(|cx| {
+        if polled == polls {
+            return Poll::Ready(None);
+        }
+        polled += 1;
+        future.as_mut().poll(cx).map(Some)
+    })
+    .await
 }
