@@ -500,6 +500,13 @@ impl Actor {
     /// that call can still land, then rebuild the instance from the KV. An
     /// open transaction is lost with the old instance.
     async fn recover_from_cancellation(&mut self) -> Result<(), Error> {
+        self.rebuild_after_broken_call("a call was cancelled before it returned").await
+    }
+
+    /// Rebuilds an instance whose last call did not run to its end (it was
+    /// cut off, or trapped): notes a transaction that dies with it, waits
+    /// until no write of that call can still land, and rebuilds from the KV.
+    async fn rebuild_after_broken_call(&mut self, because: &'static str) -> Result<(), Error> {
         // Reading the autocommit flag is a field read in the old SQLite, safe
         // even where a statement was cut off; a failure counts as "open".
         // With no instance left (an earlier rebuild failed), that attempt
@@ -511,7 +518,7 @@ impl Actor {
             self.transaction_aborted |= transaction_open && !self.rollback_pending && !self.beginning;
         }
         inflight::settled(&self.host.kv, &self.id).await;
-        self.reset("a call was cancelled before it returned").await
+        self.reset(because).await
     }
 
     /// The guest trapped (or broke the ABI) part-way through a call, so its
@@ -520,12 +527,9 @@ impl Actor {
     /// open is gone, which the next call reports. Only when the rebuild
     /// fails does the actor stay unusable.
     async fn recover_from_trap(&mut self, error: Error) -> Error {
-        let transaction_open = !matches!(self.conn().autocommit().await, Ok(true));
         let may_have_committed = self.conn().store.data().files.may_have_committed();
-        inflight::settled(&self.host.kv, &self.id).await;
-        match self.reset("the guest trapped").await {
-            Ok(()) => self.transaction_aborted = transaction_open,
-            Err(e) => self.poisoned = Some(format!("{error}; rebuilding the instance then failed: {e}")),
+        if let Err(e) = self.rebuild_after_broken_call("the guest trapped").await {
+            self.poisoned = Some(format!("{error}; rebuilding the instance then failed: {e}"));
         }
         if may_have_committed { Error::OutcomeUnknown { source: Box::new(error) } } else { error }
     }
