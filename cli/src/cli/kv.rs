@@ -20,9 +20,9 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use wasqlite::kv::KvEntry;
-use wasqlite::vfs::layout::{FileTag, hex, meta_key};
+use wasqlite::vfs::layout::hex;
 
-use super::{StoreArg, actor_id};
+use super::{StoreArg, actor_id, has_database};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum KvCommand {
@@ -115,10 +115,7 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
         count += 1;
     }
 
-    // An actor with a database has a meta key; asking for those four keeps
-    // a large actor's pages out of memory.
-    let metas: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
-    if kv.batch_get(&id, &metas).await?.iter().any(Option::is_some) {
+    if has_database(&*kv, &id).await? {
         if !args.force {
             bail!("actor {id} already has a database; pass --force to replace its keys");
         }

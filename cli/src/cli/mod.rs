@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use wasqlite::kv::DEFAULT_STORE;
+use wasqlite::vfs::layout::{FileTag, meta_key};
 use wasqlite::{ActorId, Host, HostConfig, KvStore};
 
 /// SQLite in WebAssembly, one isolated instance per actor, every database
@@ -102,6 +103,13 @@ impl TimeoutArg {
             Err(_) => anyhow::bail!("--timeout {} is not a number of seconds", self.timeout),
         }
     }
+}
+
+/// Whether `id` has a database: a meta key of any of its files. Asking for
+/// those four keys keeps a large actor's pages out of memory.
+pub(crate) async fn has_database(kv: &dyn KvStore, id: &ActorId) -> Result<bool> {
+    let metas: Vec<bytes::Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
+    Ok(kv.batch_get(id, &metas).await?.iter().any(Option::is_some))
 }
 
 /// Parses the command line's actor id, with the rule it broke.

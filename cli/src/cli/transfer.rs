@@ -32,7 +32,7 @@ use rusqlite::{Connection, OpenFlags};
 use wasqlite::vfs::layout::{CHUNK_SIZE, ChunkIndex, FileTag, chunk_key, decode_meta, meta_key};
 use wasqlite::{Actor, ActorId, KvStore};
 
-use super::{StoreArg, actor_id};
+use super::{StoreArg, actor_id, has_database};
 
 /// Every SQLite database starts with these 16 bytes.
 const MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -236,8 +236,7 @@ pub(crate) async fn import(args: ImportArgs) -> Result<ExitCode> {
     }
     let host = args.store.host()?;
     let kv = host.kv().clone();
-    let metas: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
-    if kv.batch_get(&id, &metas).await?.iter().any(Option::is_some) && !args.force {
+    if has_database(&*kv, &id).await? && !args.force {
         bail!("actor {id} already has data; pass --force to replace it");
     }
     // Waking rolls back a hot journal the old database may have; the
