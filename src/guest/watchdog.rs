@@ -35,24 +35,11 @@ use crate::state::ActorState;
 /// call is stopped.
 pub(crate) const TICK: Duration = Duration::from_millis(1);
 
-/// The engines the ticker bumps, and the time it last ticked (nanoseconds
-/// since `clock_base`): a clock that costs one load to read, for `arm`,
-/// which runs at every call.
+/// The engines the ticker bumps.
 static ENGINES: Mutex<Vec<EngineWeak>> = Mutex::new(Vec::new());
-static COARSE_NANOS: AtomicU64 = AtomicU64::new(0);
 /// Wakers of pending `TickSleep`s by deadline (and a number that tells
 /// sleeps with the same deadline apart), woken by the ticker once due.
 static SLEEPERS: Mutex<BTreeMap<(Instant, u64), Waker>> = Mutex::new(BTreeMap::new());
-
-fn clock_base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-/// Now, to within one tick behind (as long as the ticker is not starved).
-fn coarse_now() -> Instant {
-    clock_base() + Duration::from_nanos(COARSE_NANOS.load(Ordering::Relaxed))
-}
 
 /// Starts the one ticker thread of the process, if it is not running, and
 /// has it bump `engine`'s epoch every `TICK` for as long as the engine
@@ -63,13 +50,10 @@ pub(crate) fn tick(engine: Option<&Engine>) -> Result<(), Error> {
         ENGINES.lock().unwrap_or_else(|p| p.into_inner()).push(engine.weak());
     }
     let started = STARTED.get_or_init(|| {
-        clock_base();
         std::thread::Builder::new()
             .name("wasqlite-epoch".into())
             .spawn(|| {
                 loop {
-                    let since = Instant::now().duration_since(clock_base()).as_nanos();
-                    COARSE_NANOS.store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Relaxed);
                     ENGINES.lock().unwrap_or_else(|p| p.into_inner()).retain(|weak| match weak.upgrade() {
                         Some(engine) => {
                             engine.increment_epoch();
@@ -264,11 +248,11 @@ pub(crate) fn arm(store: &mut Store<ActorState>, timeout: Option<Duration>) {
     let dog = &mut store.data_mut().watchdog;
     dog.interrupt.requested.store(false, Ordering::Relaxed);
     dog.stopped = None;
-    let now = coarse_now();
+    // The precise clock: a clock the ticker keeps lags by as much as the
+    // ticker is starved of CPU, and would stop a call before its timeout.
+    let now = Instant::now();
     dog.slice_start = now;
-    // The clock may be a tick behind: a tick more keeps a call from being
-    // stopped before its full timeout.
-    dog.deadline = timeout.map(|t| (now + t + TICK, t));
+    dog.deadline = timeout.map(|t| (now + t, t));
     set_word(&mut store.as_context_mut(), STOP, 0);
 }
 
