@@ -17,7 +17,9 @@ use crate::actor_id::ActorId;
 use crate::error::Error;
 use crate::guest::watchdog::{self, InterruptHandle, StopReason};
 use crate::host::{AwakeGuard, HostInner};
-use crate::kv::inflight;
+use crate::kv::{KvError, inflight};
+use crate::lease::Lease;
+use crate::vfs::files::within;
 use crate::migrations::Migrations;
 use crate::sql::params::Params;
 use crate::sql::row::{Row, Rows};
@@ -88,6 +90,9 @@ pub struct Actor {
     interrupt: InterruptHandle,
     /// How long one call may run.
     call_timeout: Option<Duration>,
+    /// This host's claim on the actor: its writes carry the fence, and calls
+    /// start only while it is valid.
+    lease: Lease,
     _awake: AwakeGuard,
 }
 
@@ -98,7 +103,14 @@ impl std::fmt::Debug for Actor {
 }
 
 impl Actor {
-    pub(crate) fn new(id: ActorId, host: Arc<HostInner>, conn: Connection, awake: AwakeGuard, interrupt: InterruptHandle) -> Actor {
+    pub(crate) fn new(
+        id: ActorId,
+        host: Arc<HostInner>,
+        conn: Connection,
+        awake: AwakeGuard,
+        interrupt: InterruptHandle,
+        lease: Lease,
+    ) -> Actor {
         let call_timeout = host.config.limits.call_timeout;
         Actor {
             id,
@@ -113,6 +125,7 @@ impl Actor {
             beginning: false,
             interrupt,
             call_timeout,
+            lease,
             _awake: awake,
         }
     }
@@ -418,9 +431,10 @@ impl Actor {
         // A poisoned instance, or one whose last call was cut off, has
         // nothing worth closing: the KV already holds what it acknowledged.
         let result = if self.poisoned.is_some() || self.in_call { Ok(()) } else { self.conn().close().await };
-        let (host, id) = (self.host.clone(), self.id.clone());
+        let (host, id, fence) = (self.host.clone(), self.id.clone(), self.lease.fence);
         drop(self);
         inflight::settled(&host.kv, &id).await;
+        host.release(&id, fence).await;
         result
     }
 
@@ -443,7 +457,8 @@ impl Actor {
         // delete, so that no wake can race in between; should this future be
         // dropped first, the next wake waits for the delete instead.
         inflight::settled(&self.host.kv, &self.id).await;
-        let result = self.host.delete_actor(&self.id).await;
+        let result = self.host.delete_actor(&self.id, self.lease.fence).await;
+        self.host.release(&self.id, self.lease.fence).await;
         drop(self);
         Ok(result?)
     }
@@ -483,7 +498,7 @@ impl Actor {
         // Drop the old instance first: its pool slot may be the only one
         // free for the new one.
         self.conn = None;
-        self.conn = Some(self.host.instantiate(&self.id, &self.interrupt).await?);
+        self.conn = Some(self.host.instantiate(&self.id, &self.interrupt, self.lease.fence, None).await?);
         tracing::info!(actor = %self.id, "instance rebuilt from the KV: {because}");
         self.rollback_pending = false;
         self.beginning = false;
@@ -585,6 +600,7 @@ impl Actor {
         if let Some(reason) = &self.poisoned {
             return Err(Error::Poisoned { id: self.id.clone(), reason: reason.clone() });
         }
+        self.keep_lease().await?;
         if self.in_call {
             self.recover_from_cancellation().await?;
         }
@@ -596,7 +612,42 @@ impl Actor {
         watchdog::arm(&mut self.conn().store, timeout);
         let result = self.run_call(f).await;
         self.in_call = false;
+        if self.poisoned.is_none() && !self.lease.is_valid() {
+            // The call outlived the lease: another host may have claimed the
+            // actor meanwhile, and what this one read may be stale. A renewal
+            // under the same fence proves nobody did. (A write under a stale
+            // fence would have failed already.)
+            if let Err(e) = self.keep_lease().await {
+                let may_have_committed = self.conn.as_ref().is_some_and(|c| c.store.data().files.may_have_committed());
+                return Err(if may_have_committed { Error::OutcomeUnknown { source: Box::new(e) } } else { e });
+            }
+        }
         result
+    }
+
+    /// Renews the lease when it is past half its life. Refuses the call
+    /// when another host has claimed the actor (which poisons it here), or
+    /// when the lease ran out and cannot be renewed.
+    async fn keep_lease(&mut self) -> Result<(), Error> {
+        if !self.lease.wants_renewal() {
+            return Ok(());
+        }
+        let kv = self.host.kv.clone();
+        match within(self.host.kv_timeout(), "a lease renewal", self.lease.renew(&*kv, &self.id)).await {
+            Ok(()) => Ok(()),
+            Err(lost @ KvError::OwnershipLost { .. }) => Err(self.lose_ownership(lost)),
+            Err(e) if self.lease.is_valid() => {
+                tracing::warn!(actor = %self.id, "renewing the lease failed, retrying at the next call: {e}");
+                Ok(())
+            }
+            Err(e) => Err(Error::Kv(e)),
+        }
+    }
+
+    /// Poisons the actor: another host owns it now.
+    fn lose_ownership(&mut self, lost: KvError) -> Error {
+        self.poisoned = Some(format!("another host owns the actor now ({lost})"));
+        Error::OwnershipLost { id: self.id.clone(), source: lost }
     }
 
     async fn run_call<R>(&mut self, f: impl AsyncFnOnce(&mut Actor) -> Result<R, Error>) -> Result<R, Error> {
@@ -624,6 +675,9 @@ impl Actor {
         if self.poisoned.is_some() {
             return result;
         }
+        if let Some(lost) = self.conn().store.data().files.ownership_lost().cloned() {
+            return Err(self.lose_ownership(lost));
+        }
         // With synchronous=OFF SQLite never syncs; flush here so that a
         // statement that returned has reached the KV.
         let mut result = result;
@@ -641,6 +695,9 @@ impl Actor {
         let files = &mut self.conn().store.data_mut().files;
         let write_failed = files.take_write_failed();
         let timed_out = files.write_timed_out();
+        if let Some(lost) = files.ownership_lost().cloned() {
+            return Err(self.lose_ownership(lost));
+        }
         if write_failed && (timed_out || files.may_have_committed()) {
             result = result.map_err(|e| Error::OutcomeUnknown { source: Box::new(e) });
         }

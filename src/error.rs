@@ -62,6 +62,16 @@ pub enum Error {
         /// The actor.
         id: ActorId,
     },
+    /// Another host took the actor over: this host's claim is stale, nothing
+    /// it writes lands, and the actor is poisoned here. Sleep it; wake it
+    /// again only if this host should own it.
+    #[error("actor {id} is owned by another host now: {source}")]
+    OwnershipLost {
+        /// The actor.
+        id: ActorId,
+        /// What the store said.
+        source: KvError,
+    },
     /// An earlier failure left the actor's instance untrustworthy.
     #[error("actor {id} is unusable after an earlier failure ({reason}); sleep it and wake it again")]
     Poisoned {

@@ -14,11 +14,13 @@ use crate::error::Error;
 use crate::guest::CallMode;
 use crate::guest::exports::GuestApi;
 use crate::guest::watchdog::{self, InterruptHandle, Watchdog};
-use crate::kv::{KvError, KvLimits, KvStore, inflight};
+use crate::kv::{ClaimRequest, Fence, KvError, KvLimits, KvStore, Takeover, inflight};
+use crate::lease::{Lease, LeaseConfig};
 use crate::limits::Limits;
 use crate::migrations::Migrations;
 use crate::sql::statement::Connection;
 use crate::state::{ActorState, Gauges};
+use crate::vfs::files::{ActorFiles, within};
 use crate::vfs::layout::CHUNK_SIZE;
 
 /// Everything a Host can be told.
@@ -33,6 +35,8 @@ pub struct HostConfig {
     pub seed: Option<u64>,
     /// What each actor may spend: call time, database size, SQL limits.
     pub limits: Limits,
+    /// How this host claims the actors it wakes (see [`crate::kv::Fence`]).
+    pub lease: LeaseConfig,
 }
 
 pub(crate) struct HostInner {
@@ -40,6 +44,8 @@ pub(crate) struct HostInner {
     pub(crate) kv: Arc<dyn KvStore>,
     pub(crate) config: HostConfig,
     pub(crate) gauges: Arc<Gauges>,
+    /// This host's name in the leases it takes.
+    pub(crate) owner: Arc<str>,
     /// Direct calls when the KV answers at once, else calls on a fiber.
     call_mode: CallMode,
     /// Actors with a live instance on this host: at most one each, or two
@@ -52,23 +58,61 @@ impl HostInner {
         self.awake.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Deletes every key of `id`, to the end even if the caller goes away
-    /// (see `kv::inflight`).
-    pub(crate) async fn delete_actor(&self, id: &ActorId) -> Result<(), KvError> {
+    /// Deletes every key of `id` under `fence`, to the end even if the
+    /// caller goes away (see `kv::inflight`).
+    pub(crate) async fn delete_actor(&self, id: &ActorId, fence: Fence) -> Result<(), KvError> {
         let (kv, actor) = (self.kv.clone(), id.clone());
-        inflight::run_to_completion(&self.kv, id, async move { kv.delete_actor(&actor).await }).await
+        inflight::run_to_completion(&self.kv, id, async move { kv.delete_actor(&actor, fence).await }).await
     }
 
-    /// Builds a Store, instantiates the guest in it and opens the database;
-    /// `interrupt` reaches the calls made on it. On error everything built is
-    /// dropped before returning.
-    pub(crate) async fn instantiate(&self, id: &ActorId, interrupt: &InterruptHandle) -> Result<Connection, Error> {
+    /// Claims `id` for this host, reading what opening its database needs
+    /// in the same round trip.
+    async fn claim(&self, id: &ActorId, takeover: Takeover) -> Result<(Lease, Vec<Option<bytes::Bytes>>), Error> {
+        let read = ActorFiles::wake_keys();
+        let lease = &self.config.lease;
+        let request = ClaimRequest { owner: &self.owner, ttl: lease.ttl, takeover, read: &read };
+        let sent = std::time::Instant::now();
+        let claimed = within(self.kv_timeout(), "a claim", self.kv.claim(id, &request)).await?;
+        Ok((Lease::new(claimed.fence, self.owner.clone(), lease, sent), claimed.values))
+    }
+
+    /// Gives up the lease, so that another host may claim the actor at once.
+    /// Best effort: an unreleased lease runs out on its own.
+    pub(crate) async fn release(&self, id: &ActorId, fence: Fence) {
+        if let Err(e) = within(self.kv_timeout(), "a release", self.kv.release(id, fence)).await {
+            tracing::debug!(actor = %id, "releasing the lease failed, it will run out: {e}");
+        }
+    }
+
+    /// The KV timeout, on a backend that may make callers wait.
+    pub(crate) fn kv_timeout(&self) -> Option<std::time::Duration> {
+        self.config.limits.kv_timeout.filter(|_| !self.kv.answers_immediately())
+    }
+
+    /// Builds a Store, instantiates the guest in it and opens the database,
+    /// writing under `fence`; `preload` holds the values of
+    /// [`ActorFiles::wake_keys`] when the claim read them. `interrupt`
+    /// reaches the calls made on it. On error everything built is dropped
+    /// before returning.
+    pub(crate) async fn instantiate(
+        &self,
+        id: &ActorId,
+        interrupt: &InterruptHandle,
+        fence: Fence,
+        preload: Option<Vec<Option<bytes::Bytes>>>,
+    ) -> Result<Connection, Error> {
         let limits = &self.config.limits;
         let watchdog = Watchdog::new(interrupt.clone(), limits.stop_grace, limits.time_slice);
         let mut state =
             ActorState::new(self.kv.clone(), id.clone(), self.gauges.clone(), self.config.engine.max_memory, self.config.seed, watchdog);
         state.files.set_max_size(limits.max_database_size);
         state.files.set_kv_timeout(limits.kv_timeout);
+        state.files.set_fence(fence);
+        if let Some(values) = preload {
+            // On a bad value the files load again when SQLite opens them,
+            // and that read reports it.
+            let _ = state.files.preload(values);
+        }
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| state.limiter());
         store.set_epoch_deadline(1);
@@ -160,12 +204,14 @@ impl Host {
         }
         let runtime = Runtime::get(&config.engine)?;
         let call_mode = if kv.answers_immediately() { CallMode::Direct } else { CallMode::Fiber };
+        let owner = config.lease.owner_name();
         Ok(Host {
             inner: Arc::new(HostInner {
                 runtime,
                 kv,
                 config,
                 gauges: Arc::default(),
+                owner,
                 call_mode,
                 awake: Mutex::default(),
             }),
@@ -192,22 +238,42 @@ impl Host {
         self.inner.gauges.memory_bytes.load(Ordering::Relaxed)
     }
 
-    /// Wakes an actor: a new Store and instance, its database opened, and the
-    /// configured migrations applied.
+    /// Wakes an actor: claims it in the KV (see [`crate::kv::Fence`]), then
+    /// a new Store and instance, its database opened, and the configured
+    /// migrations applied.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidActorId`], [`Error::AlreadyAwake`], a KV or SQLite
-    /// error while opening, or [`Error::Migration`]. A failed wake releases
-    /// its instance before returning.
+    /// [`Error::InvalidActorId`], [`Error::AlreadyAwake`],
+    /// [`KvError::Owned`] (as [`Error::Kv`]) while another host holds a live
+    /// lease on it (see [`Host::take_over`]), a KV or SQLite error while
+    /// opening, or [`Error::Migration`]. A failed wake releases its instance
+    /// and its lease before returning.
     ///
     /// # Cancel safety
     ///
     /// Dropping it releases everything it built (the Store, its pool slot, the
-    /// awake mark). Writes it had issued (a migration's commit, the rollback of
-    /// a hot journal) finish on their own, and the next wake waits for them; a
-    /// migration step lands whole or not at all.
+    /// awake mark); a lease it took runs out on its own. Writes it had issued
+    /// (a migration's commit, the rollback of a hot journal) finish on their
+    /// own, and the next wake waits for them; a migration step lands whole or
+    /// not at all.
     pub async fn wake(&self, id: &str) -> Result<Actor, Error> {
+        self.wake_claiming(id, Takeover::IfFree).await
+    }
+
+    /// Wakes an actor even while another host holds its lease: that host is
+    /// fenced out, its next write fails with [`KvError::OwnershipLost`] and
+    /// its next call with [`Error::OwnershipLost`]. For an operator who knows
+    /// the other host is gone or must let go; otherwise as [`Host::wake`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Host::wake`], except that a live lease is no error.
+    pub async fn take_over(&self, id: &str) -> Result<Actor, Error> {
+        self.wake_claiming(id, Takeover::Force).await
+    }
+
+    async fn wake_claiming(&self, id: &str, takeover: Takeover) -> Result<Actor, Error> {
         let id = ActorId::new(id)?;
         if !self.inner.awake().insert(id.clone()) {
             return Err(Error::AlreadyAwake { id });
@@ -216,21 +282,38 @@ impl Host {
         // A write of an earlier instance whose caller went away may still be
         // landing; this instance must read after it.
         inflight::settled(&self.inner.kv, &id).await;
-        let interrupt = InterruptHandle::new();
-        let instance = self.inner.instantiate(&id, &interrupt).await?;
-        let mut actor = Actor::new(id, self.inner.clone(), instance, guard, interrupt);
-        if !self.inner.config.migrations.is_empty() {
-            actor.migrate(&self.inner.config.migrations).await?;
+        let (lease, preload) = self.inner.claim(&id, takeover).await?;
+        let fence = lease.fence;
+        let woken = async {
+            let interrupt = InterruptHandle::new();
+            let instance = self.inner.instantiate(&id, &interrupt, fence, Some(preload)).await?;
+            let mut actor = Actor::new(id.clone(), self.inner.clone(), instance, guard, interrupt, lease);
+            if !self.inner.config.migrations.is_empty() {
+                actor.migrate(&self.inner.config.migrations).await?;
+            }
+            Ok(actor)
+        };
+        match woken.await {
+            Ok(actor) => Ok(actor),
+            Err(e) => {
+                self.inner.release(&id, fence).await;
+                Err(e)
+            }
         }
-        Ok(actor)
     }
 
-    /// Deletes every key of an actor that is asleep.
+    /// This host's name in the leases it takes.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Deletes every key of an actor that is asleep, claiming it first.
     ///
     /// # Errors
     ///
     /// [`Error::AlreadyAwake`] when it is awake here (use
-    /// [`Actor::destroy`]), or the KV's error.
+    /// [`Actor::destroy`]), [`KvError::Owned`] while another host holds it,
+    /// or the KV's error.
     ///
     /// # Cancel safety
     ///
@@ -243,7 +326,12 @@ impl Host {
         }
         let _guard = AwakeGuard { host: self.inner.clone(), id: id.clone() };
         inflight::settled(&self.inner.kv, &id).await;
-        Ok(self.inner.delete_actor(&id).await?)
+        let lease = &self.inner.config.lease;
+        let request = ClaimRequest { owner: &self.inner.owner, ttl: lease.ttl, takeover: Takeover::IfFree, read: &[] };
+        let fence = within(self.inner.kv_timeout(), "a claim", self.inner.kv.claim(&id, &request)).await?.fence;
+        let result = self.inner.delete_actor(&id, fence).await;
+        self.inner.release(&id, fence).await;
+        Ok(result?)
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use wasqlite::kv::{ClaimRequest, Claimed};
+use wasqlite::Fence;
 use std::sync::Arc;
 
 use common::integrity;
@@ -122,23 +124,32 @@ impl wasqlite::KvStore for SlowButClaimsImmediate {
         tokio::task::yield_now().await;
         self.0.batch_get(actor, keys).await
     }
-    async fn batch_put(&self, actor: &wasqlite::ActorId, entries: &[wasqlite::kv::KvEntry]) -> Result<(), wasqlite::KvError> {
-        self.0.batch_put(actor, entries).await
+    async fn batch_put(&self, actor: &wasqlite::ActorId, fence: Fence, entries: &[wasqlite::kv::KvEntry]) -> Result<(), wasqlite::KvError> {
+        self.0.batch_put(actor, fence, entries).await
     }
-    async fn batch_delete(&self, actor: &wasqlite::ActorId, keys: &[bytes::Bytes]) -> Result<(), wasqlite::KvError> {
-        self.0.batch_delete(actor, keys).await
+    async fn batch_delete(&self, actor: &wasqlite::ActorId, fence: Fence, keys: &[bytes::Bytes]) -> Result<(), wasqlite::KvError> {
+        self.0.batch_delete(actor, fence, keys).await
     }
-    async fn delete_range(&self, actor: &wasqlite::ActorId, start: &[u8], end: &[u8]) -> Result<(), wasqlite::KvError> {
-        self.0.delete_range(actor, start, end).await
+    async fn delete_range(&self, actor: &wasqlite::ActorId, fence: Fence, start: &[u8], end: &[u8]) -> Result<(), wasqlite::KvError> {
+        self.0.delete_range(actor, fence, start, end).await
     }
     async fn list_prefix(&self, actor: &wasqlite::ActorId, prefix: &[u8]) -> Result<Vec<wasqlite::kv::KvEntry>, wasqlite::KvError> {
         self.0.list_prefix(actor, prefix).await
     }
-    async fn delete_actor(&self, actor: &wasqlite::ActorId) -> Result<(), wasqlite::KvError> {
-        self.0.delete_actor(actor).await
+    async fn delete_actor(&self, actor: &wasqlite::ActorId, fence: Fence) -> Result<(), wasqlite::KvError> {
+        self.0.delete_actor(actor, fence).await
     }
     async fn list_actors(&self) -> Result<Vec<wasqlite::ActorId>, wasqlite::KvError> {
         self.0.list_actors().await
+    }
+    async fn claim(&self, actor: &wasqlite::ActorId, request: &ClaimRequest<'_>) -> Result<Claimed, wasqlite::KvError> {
+        self.0.claim(actor, request).await
+    }
+    async fn renew(&self, actor: &wasqlite::ActorId, fence: Fence, owner: &str, ttl: std::time::Duration) -> Result<(), wasqlite::KvError> {
+        self.0.renew(actor, fence, owner, ttl).await
+    }
+    async fn release(&self, actor: &wasqlite::ActorId, fence: Fence) -> Result<(), wasqlite::KvError> {
+        self.0.release(actor, fence).await
     }
 }
 

@@ -275,7 +275,7 @@ async fn a_crafted_meta_size_is_corrupt_and_loses_no_page() {
     let true_meta = kv.get(&actor, &meta_key(FileTag::Main)).await.unwrap().unwrap();
     let pages_before = common::main_chunks(&kv, "crafted");
     for size in [1u64 << 60, u64::MAX, (10u64 << 30) + 4096] {
-        kv.batch_put(&actor, &[(meta_key(FileTag::Main), encode_meta(size))]).await.unwrap();
+        kv.batch_put(&actor, common::tool_fence(&*kv, "crafted").await, &[(meta_key(FileTag::Main), encode_meta(size))]).await.unwrap();
         let err = match host.wake("crafted").await {
             Ok(mut a) => a.execute("CREATE TABLE overwrite(x)", ()).await.unwrap_err(),
             Err(e) => e,
@@ -284,7 +284,7 @@ async fn a_crafted_meta_size_is_corrupt_and_loses_no_page() {
         assert!(err.to_string().contains(&size.to_string()), "{err}");
         assert_eq!(common::main_chunks(&kv, "crafted"), pages_before);
     }
-    kv.batch_put(&actor, &[(meta_key(FileTag::Main), true_meta)]).await.unwrap();
+    kv.batch_put(&actor, common::tool_fence(&*kv, "crafted").await, &[(meta_key(FileTag::Main), true_meta)]).await.unwrap();
     let mut again = host.wake("crafted").await.unwrap();
     assert_intact(&mut again, 40).await;
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{KvEntry, KvError, KvLimits, KvStore};
+use super::{ClaimRequest, Claimed, Fence, KvEntry, KvError, KvLimits, KvStore};
 use crate::actor_id::ActorId;
 
 /// When operations fail.
@@ -33,8 +33,9 @@ pub enum FaultPlan {
     /// Every write (`batch_put`, `batch_delete`, `delete_range`,
     /// `delete_actor`) fails; reads work.
     FailWrites,
-    /// Every `batch_get` of two or more keys answers one value short, as a
-    /// broken backend might; everything else works.
+    /// Every `batch_get` of two or more keys, and every claim reading two or
+    /// more, answers one value short, as a broken backend might; everything
+    /// else works.
     ShortBatchGet,
 }
 
@@ -172,19 +173,19 @@ impl<K: KvStore> KvStore for FaultKv<K> {
         Ok(values)
     }
 
-    async fn batch_put(&self, actor: &ActorId, entries: &[KvEntry]) -> Result<(), KvError> {
+    async fn batch_put(&self, actor: &ActorId, fence: Fence, entries: &[KvEntry]) -> Result<(), KvError> {
         self.admit(true, "batch_put").await?;
-        self.inner.batch_put(actor, entries).await
+        self.inner.batch_put(actor, fence, entries).await
     }
 
-    async fn batch_delete(&self, actor: &ActorId, keys: &[Bytes]) -> Result<(), KvError> {
+    async fn batch_delete(&self, actor: &ActorId, fence: Fence, keys: &[Bytes]) -> Result<(), KvError> {
         self.admit(true, "batch_delete").await?;
-        self.inner.batch_delete(actor, keys).await
+        self.inner.batch_delete(actor, fence, keys).await
     }
 
-    async fn delete_range(&self, actor: &ActorId, start: &[u8], end: &[u8]) -> Result<(), KvError> {
+    async fn delete_range(&self, actor: &ActorId, fence: Fence, start: &[u8], end: &[u8]) -> Result<(), KvError> {
         self.admit(true, "delete_range").await?;
-        self.inner.delete_range(actor, start, end).await
+        self.inner.delete_range(actor, fence, start, end).await
     }
 
     async fn list_prefix(&self, actor: &ActorId, prefix: &[u8]) -> Result<Vec<KvEntry>, KvError> {
@@ -192,13 +193,34 @@ impl<K: KvStore> KvStore for FaultKv<K> {
         self.inner.list_prefix(actor, prefix).await
     }
 
-    async fn delete_actor(&self, actor: &ActorId) -> Result<(), KvError> {
+    async fn delete_actor(&self, actor: &ActorId, fence: Fence) -> Result<(), KvError> {
         self.admit(true, "delete_actor").await?;
-        self.inner.delete_actor(actor).await
+        self.inner.delete_actor(actor, fence).await
     }
 
     async fn list_actors(&self) -> Result<Vec<ActorId>, KvError> {
         self.admit(false, "list_actors").await?;
         self.inner.list_actors().await
+    }
+
+    // Ownership calls are numbered operations like any other, but not
+    // writes: `FailWrites` and `pause_writes` leave wakes and sleeps alone.
+    async fn claim(&self, actor: &ActorId, request: &ClaimRequest<'_>) -> Result<Claimed, KvError> {
+        self.admit(false, "claim").await?;
+        let mut claimed = self.inner.claim(actor, request).await?;
+        if self.plan() == FaultPlan::ShortBatchGet && claimed.values.len() > 1 {
+            claimed.values.pop();
+        }
+        Ok(claimed)
+    }
+
+    async fn renew(&self, actor: &ActorId, fence: Fence, owner: &str, ttl: Duration) -> Result<(), KvError> {
+        self.admit(false, "renew").await?;
+        self.inner.renew(actor, fence, owner, ttl).await
+    }
+
+    async fn release(&self, actor: &ActorId, fence: Fence) -> Result<(), KvError> {
+        self.admit(false, "release").await?;
+        self.inner.release(actor, fence).await
     }
 }

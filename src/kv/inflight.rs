@@ -137,7 +137,7 @@ mod tests {
         let id = actor.clone();
         let write = async move {
             let _ = gate.await;
-            store.batch_put(&id, &[(bytes::Bytes::from_static(b"k"), bytes::Bytes::from_static(b"v"))]).await
+            store.batch_put(&id, crate::kv::Fence::UNCLAIMED, &[(bytes::Bytes::from_static(b"k"), bytes::Bytes::from_static(b"v"))]).await
         };
         // Poll the caller once, so the write is spawned, then drop it.
         let caller = run_to_completion(&kv, &actor, write);

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{KvEntry, KvError, KvLimits, KvStore};
+use super::{ClaimRequest, Claimed, Fence, KvEntry, KvError, KvLimits, KvStore, Owners};
 use crate::actor_id::ActorId;
 
 /// Calls one actor made, and the largest batches among them.
@@ -31,6 +31,10 @@ pub struct KvCounters {
     pub delete_ranges: u64,
     /// `list_prefix` calls.
     pub list_prefixes: u64,
+    /// `claim` calls (each also reads the keys it was given).
+    pub claims: u64,
+    /// `renew` and `release` calls.
+    pub lease_calls: u64,
     /// Most keys in any one batch call.
     pub max_batch_keys: u64,
     /// Most key plus value bytes in any one `batch_put`.
@@ -40,12 +44,12 @@ pub struct KvCounters {
 impl KvCounters {
     /// Every call counted, of any kind.
     pub fn calls(&self) -> u64 {
-        self.gets + self.batch_gets + self.batch_puts + self.batch_deletes + self.delete_ranges + self.list_prefixes
+        self.gets + self.batch_gets + self.batch_puts + self.batch_deletes + self.delete_ranges + self.list_prefixes + self.claims + self.lease_calls
     }
 
-    /// Calls that read.
+    /// Calls that read (a claim reads too).
     pub fn reads(&self) -> u64 {
-        self.gets + self.batch_gets + self.list_prefixes
+        self.gets + self.batch_gets + self.list_prefixes + self.claims
     }
 
     fn saw_batch(&mut self, keys: usize) {
@@ -59,11 +63,18 @@ struct Namespace {
     counters: KvCounters,
 }
 
+#[derive(Default)]
+struct Inner {
+    actors: HashMap<ActorId, Namespace>,
+    /// Kept apart from the namespaces: a generation outlives `delete_actor`.
+    owners: Owners,
+}
+
 /// An in-memory `KvStore`.
 #[derive(Default)]
 pub struct MemoryKv {
     limits: Option<KvLimits>,
-    actors: Mutex<HashMap<ActorId, Namespace>>,
+    inner: Mutex<Inner>,
 }
 
 impl std::fmt::Debug for MemoryKv {
@@ -80,35 +91,44 @@ impl MemoryKv {
 
     /// A store that enforces `limits`, such as [`KvLimits::RIVET`].
     pub fn with_limits(limits: KvLimits) -> Self {
-        MemoryKv { limits: Some(limits), actors: Mutex::default() }
+        MemoryKv { limits: Some(limits), inner: Mutex::default() }
     }
 
     /// The calls `actor` has made so far.
     pub fn counters(&self, actor: &ActorId) -> KvCounters {
-        self.lock().get(actor).map(|ns| ns.counters).unwrap_or_default()
+        self.lock().actors.get(actor).map(|ns| ns.counters).unwrap_or_default()
     }
 
     /// Sets `actor`'s counters back to zero.
     pub fn reset_counters(&self, actor: &ActorId) {
-        if let Some(ns) = self.lock().get_mut(actor) {
+        if let Some(ns) = self.lock().actors.get_mut(actor) {
             ns.counters = KvCounters::default();
         }
     }
 
     /// Every key `actor` has, in order (not counted as a call).
     pub fn keys(&self, actor: &ActorId) -> Vec<Bytes> {
-        self.lock().get(actor).map(|ns| ns.entries.keys().cloned().collect()).unwrap_or_default()
+        self.lock().actors.get(actor).map(|ns| ns.entries.keys().cloned().collect()).unwrap_or_default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ActorId, Namespace>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied batch:
         // every method validates before it mutates.
-        self.actors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn with_ns<R>(&self, actor: &ActorId, f: impl FnOnce(&mut Namespace) -> R) -> R {
-        let mut actors = self.lock();
-        f(actors.entry(actor.clone()).or_default())
+        let mut inner = self.lock();
+        f(inner.actors.entry(actor.clone()).or_default())
+    }
+
+    /// Runs the write `f` if `fence` is current, in the same critical
+    /// section as the check.
+    fn fenced_write(&self, actor: &ActorId, fence: Fence, f: impl FnOnce(&mut Namespace)) -> Result<(), KvError> {
+        let mut inner = self.lock();
+        inner.owners.check(actor, fence)?;
+        f(inner.actors.entry(actor.clone()).or_default());
+        Ok(())
     }
 }
 
@@ -142,9 +162,9 @@ impl KvStore for MemoryKv {
         }))
     }
 
-    async fn batch_put(&self, actor: &ActorId, entries: &[KvEntry]) -> Result<(), KvError> {
+    async fn batch_put(&self, actor: &ActorId, fence: Fence, entries: &[KvEntry]) -> Result<(), KvError> {
         self.limits().check_put(entries)?;
-        self.with_ns(actor, |ns| {
+        self.fenced_write(actor, fence, |ns| {
             ns.counters.batch_puts += 1;
             ns.counters.keys_written += entries.len() as u64;
             ns.counters.saw_batch(entries.len());
@@ -153,24 +173,22 @@ impl KvStore for MemoryKv {
             for (k, v) in entries {
                 ns.entries.insert(k.clone(), v.clone());
             }
-        });
-        Ok(())
+        })
     }
 
-    async fn batch_delete(&self, actor: &ActorId, keys: &[Bytes]) -> Result<(), KvError> {
+    async fn batch_delete(&self, actor: &ActorId, fence: Fence, keys: &[Bytes]) -> Result<(), KvError> {
         self.limits().check_keys(keys.iter().map(|k| &k[..]))?;
-        self.with_ns(actor, |ns| {
+        self.fenced_write(actor, fence, |ns| {
             ns.counters.batch_deletes += 1;
             ns.counters.saw_batch(keys.len());
             for k in keys {
                 ns.entries.remove(k);
             }
-        });
-        Ok(())
+        })
     }
 
-    async fn delete_range(&self, actor: &ActorId, start: &[u8], end: &[u8]) -> Result<(), KvError> {
-        self.with_ns(actor, |ns| {
+    async fn delete_range(&self, actor: &ActorId, fence: Fence, start: &[u8], end: &[u8]) -> Result<(), KvError> {
+        self.fenced_write(actor, fence, |ns| {
             ns.counters.delete_ranges += 1;
             if start < end {
                 let doomed: Vec<Bytes> = ns
@@ -182,8 +200,7 @@ impl KvStore for MemoryKv {
                     ns.entries.remove(&k);
                 }
             }
-        });
-        Ok(())
+        })
     }
 
     async fn list_prefix(&self, actor: &ActorId, prefix: &[u8]) -> Result<Vec<KvEntry>, KvError> {
@@ -197,16 +214,40 @@ impl KvStore for MemoryKv {
         }))
     }
 
-    async fn delete_actor(&self, actor: &ActorId) -> Result<(), KvError> {
-        self.with_ns(actor, |ns| ns.entries.clear());
-        Ok(())
+    async fn delete_actor(&self, actor: &ActorId, fence: Fence) -> Result<(), KvError> {
+        self.fenced_write(actor, fence, |ns| ns.entries.clear())
     }
 
     async fn list_actors(&self) -> Result<Vec<ActorId>, KvError> {
         let mut ids: Vec<ActorId> =
-            self.lock().iter().filter(|(_, ns)| !ns.entries.is_empty()).map(|(id, _)| id.clone()).collect();
+            self.lock().actors.iter().filter(|(_, ns)| !ns.entries.is_empty()).map(|(id, _)| id.clone()).collect();
         ids.sort();
         Ok(ids)
+    }
+
+    async fn claim(&self, actor: &ActorId, request: &ClaimRequest<'_>) -> Result<Claimed, KvError> {
+        self.limits().check_keys(request.read.iter().map(|k| &k[..]))?;
+        let mut inner = self.lock();
+        let fence = inner.owners.claim(actor, request)?;
+        let ns = inner.actors.entry(actor.clone()).or_default();
+        ns.counters.claims += 1;
+        ns.counters.keys_read += request.read.len() as u64;
+        ns.counters.saw_batch(request.read.len());
+        let values = request.read.iter().map(|k| ns.entries.get(k).cloned()).collect();
+        Ok(Claimed { fence, values })
+    }
+
+    async fn renew(&self, actor: &ActorId, fence: Fence, owner: &str, ttl: std::time::Duration) -> Result<(), KvError> {
+        let mut inner = self.lock();
+        inner.actors.entry(actor.clone()).or_default().counters.lease_calls += 1;
+        inner.owners.renew(actor, fence, owner, ttl)
+    }
+
+    async fn release(&self, actor: &ActorId, fence: Fence) -> Result<(), KvError> {
+        let mut inner = self.lock();
+        inner.actors.entry(actor.clone()).or_default().counters.lease_calls += 1;
+        inner.owners.release(actor, fence);
+        Ok(())
     }
 }
 
@@ -226,9 +267,9 @@ mod tests {
     async fn namespaces_are_separate_and_ranges_are_half_open() {
         let kv = MemoryKv::new();
         let (a, z) = (actor("a"), actor("z"));
-        kv.batch_put(&a, &[(b(b"k1"), b(b"1")), (b(b"k2"), b(b"2")), (b(b"k3"), b(b"3"))]).await.unwrap();
-        kv.batch_put(&z, &[(b(b"k1"), b(b"other"))]).await.unwrap();
-        kv.delete_range(&a, b"k1", b"k3").await.unwrap();
+        kv.batch_put(&a, Fence::UNCLAIMED, &[(b(b"k1"), b(b"1")), (b(b"k2"), b(b"2")), (b(b"k3"), b(b"3"))]).await.unwrap();
+        kv.batch_put(&z, Fence::UNCLAIMED, &[(b(b"k1"), b(b"other"))]).await.unwrap();
+        kv.delete_range(&a, Fence::UNCLAIMED, b"k1", b"k3").await.unwrap();
         assert_eq!(kv.keys(&a), vec![b(b"k3")]);
         assert_eq!(kv.get(&z, b"k1").await.unwrap(), Some(b(b"other")));
         assert_eq!(kv.list_actors().await.unwrap(), vec![a, z]);
@@ -239,10 +280,10 @@ mod tests {
         let kv = MemoryKv::with_limits(KvLimits::RIVET);
         let a = actor("a");
         let too_many: Vec<KvEntry> = (0..129u32).map(|i| (b(&i.to_be_bytes()), b(b"v"))).collect();
-        let err = kv.batch_put(&a, &too_many).await.unwrap_err();
+        let err = kv.batch_put(&a, Fence::UNCLAIMED, &too_many).await.unwrap_err();
         assert!(matches!(err, KvError::LimitExceeded { what: "keys per batch", limit: 128, actual: 129 }));
         let big_value = vec![(b(b"k"), Bytes::from(vec![0u8; 128 * 1024 + 1]))];
-        assert!(kv.batch_put(&a, &big_value).await.is_err());
+        assert!(kv.batch_put(&a, Fence::UNCLAIMED, &big_value).await.is_err());
         assert!(kv.keys(&a).is_empty());
     }
 }

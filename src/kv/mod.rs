@@ -9,6 +9,7 @@
 mod fault;
 pub(crate) mod inflight;
 mod memory;
+mod ownership;
 mod redb;
 mod url;
 
@@ -21,6 +22,8 @@ use crate::actor_id::ActorId;
 
 pub use fault::{FaultKv, FaultPlan};
 pub use memory::{KvCounters, MemoryKv};
+pub use ownership::{ClaimRequest, Claimed, Fence, Takeover};
+pub(crate) use ownership::Owners;
 pub use self::redb::{RedbKv, RedbOptions, RedbStats};
 pub use url::{DEFAULT_STORE, STORE_FORMS, open_store};
 
@@ -117,6 +120,23 @@ pub enum KvError {
         /// The timeout.
         after: std::time::Duration,
     },
+    /// Another host holds a live lease on the actor; nothing changed.
+    #[error("the actor is owned by {owner} for another {remaining:.1?}; wait for the lease to end, or take the actor over")]
+    Owned {
+        /// The lease holder's name.
+        owner: String,
+        /// Time left on its lease.
+        remaining: std::time::Duration,
+    },
+    /// Another host claimed the actor since this writer did; the write
+    /// changed nothing.
+    #[error("ownership lost: this host's claim is generation {held}, the store is at generation {current} (another host took the actor over); nothing was written")]
+    OwnershipLost {
+        /// The writer's generation.
+        held: u64,
+        /// The actor's generation in the store.
+        current: u64,
+    },
 }
 
 impl KvError {
@@ -134,6 +154,14 @@ impl KvError {
 ///   visible; after `Ok`, all are, and they are durable as far as the backend
 ///   promises durability (memory: until the process ends; redb: on disk).
 /// - `batch_delete` and `delete_range` are atomic too.
+/// - Fencing (see [`Fence`]): every write carries the fence of its writer's
+///   claim and lands only if the actor's generation still equals it, checked
+///   in the same atomic step; otherwise it fails with
+///   [`KvError::OwnershipLost`] and changes nothing. `claim` bumps the
+///   generation; when it returns, every write under an older fence has
+///   either landed (and `claim`'s reads see it) or will fail. Generations
+///   survive `delete_actor` and never appear in `list_prefix` or
+///   `list_actors`.
 /// - Calls from one actor are issued one at a time and take effect in the
 ///   order issued. Calls for different actors may run concurrently.
 /// - A call that breaks [`KvStore::limits`] fails with
@@ -179,22 +207,36 @@ pub trait KvStore: Send + Sync + fmt::Debug + 'static {
     async fn batch_get(&self, actor: &ActorId, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, KvError>;
 
     /// Writes every entry, or none of them.
-    async fn batch_put(&self, actor: &ActorId, entries: &[KvEntry]) -> Result<(), KvError>;
+    async fn batch_put(&self, actor: &ActorId, fence: Fence, entries: &[KvEntry]) -> Result<(), KvError>;
 
     /// Deletes every key (absent keys are fine).
-    async fn batch_delete(&self, actor: &ActorId, keys: &[Bytes]) -> Result<(), KvError>;
+    async fn batch_delete(&self, actor: &ActorId, fence: Fence, keys: &[Bytes]) -> Result<(), KvError>;
 
     /// Deletes every key `k` with `start <= k < end`.
-    async fn delete_range(&self, actor: &ActorId, start: &[u8], end: &[u8]) -> Result<(), KvError>;
+    async fn delete_range(&self, actor: &ActorId, fence: Fence, start: &[u8], end: &[u8]) -> Result<(), KvError>;
 
     /// Every entry whose key starts with `prefix`, in key order.
     async fn list_prefix(&self, actor: &ActorId, prefix: &[u8]) -> Result<Vec<KvEntry>, KvError>;
 
     /// Deletes every key of `actor`.
-    async fn delete_actor(&self, actor: &ActorId) -> Result<(), KvError>;
+    async fn delete_actor(&self, actor: &ActorId, fence: Fence) -> Result<(), KvError>;
 
     /// Every actor that has at least one key, in id order.
     async fn list_actors(&self) -> Result<Vec<ActorId>, KvError>;
+
+    /// Takes ownership of `actor`: bumps its generation, leases it to
+    /// `request.owner` for `request.ttl`, then reads `request.read`, all in
+    /// one step. Fails with [`KvError::Owned`] while another owner's lease
+    /// lives, unless `request.takeover` is [`Takeover::Force`].
+    async fn claim(&self, actor: &ActorId, request: &ClaimRequest<'_>) -> Result<Claimed, KvError>;
+
+    /// Extends the lease of the owner holding `fence` to `ttl` from now, or
+    /// fails with [`KvError::OwnershipLost`].
+    async fn renew(&self, actor: &ActorId, fence: Fence, owner: &str, ttl: std::time::Duration) -> Result<(), KvError>;
+
+    /// Ends the lease held under `fence`, so that another host may claim the
+    /// actor at once. A stale fence releases nothing.
+    async fn release(&self, actor: &ActorId, fence: Fence) -> Result<(), KvError>;
 }
 
 /// A shared backend is a backend: lets wrappers like [`FaultKv`] sit over an
@@ -216,22 +258,31 @@ impl<K: KvStore + ?Sized> KvStore for std::sync::Arc<K> {
     async fn batch_get(&self, actor: &ActorId, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, KvError> {
         (**self).batch_get(actor, keys).await
     }
-    async fn batch_put(&self, actor: &ActorId, entries: &[KvEntry]) -> Result<(), KvError> {
-        (**self).batch_put(actor, entries).await
+    async fn batch_put(&self, actor: &ActorId, fence: Fence, entries: &[KvEntry]) -> Result<(), KvError> {
+        (**self).batch_put(actor, fence, entries).await
     }
-    async fn batch_delete(&self, actor: &ActorId, keys: &[Bytes]) -> Result<(), KvError> {
-        (**self).batch_delete(actor, keys).await
+    async fn batch_delete(&self, actor: &ActorId, fence: Fence, keys: &[Bytes]) -> Result<(), KvError> {
+        (**self).batch_delete(actor, fence, keys).await
     }
-    async fn delete_range(&self, actor: &ActorId, start: &[u8], end: &[u8]) -> Result<(), KvError> {
-        (**self).delete_range(actor, start, end).await
+    async fn delete_range(&self, actor: &ActorId, fence: Fence, start: &[u8], end: &[u8]) -> Result<(), KvError> {
+        (**self).delete_range(actor, fence, start, end).await
     }
     async fn list_prefix(&self, actor: &ActorId, prefix: &[u8]) -> Result<Vec<KvEntry>, KvError> {
         (**self).list_prefix(actor, prefix).await
     }
-    async fn delete_actor(&self, actor: &ActorId) -> Result<(), KvError> {
-        (**self).delete_actor(actor).await
+    async fn delete_actor(&self, actor: &ActorId, fence: Fence) -> Result<(), KvError> {
+        (**self).delete_actor(actor, fence).await
     }
     async fn list_actors(&self) -> Result<Vec<ActorId>, KvError> {
         (**self).list_actors().await
+    }
+    async fn claim(&self, actor: &ActorId, request: &ClaimRequest<'_>) -> Result<Claimed, KvError> {
+        (**self).claim(actor, request).await
+    }
+    async fn renew(&self, actor: &ActorId, fence: Fence, owner: &str, ttl: std::time::Duration) -> Result<(), KvError> {
+        (**self).renew(actor, fence, owner, ttl).await
+    }
+    async fn release(&self, actor: &ActorId, fence: Fence) -> Result<(), KvError> {
+        (**self).release(actor, fence).await
     }
 }

@@ -33,10 +33,19 @@
 //! 5. redb is blocking: writes run on the writer thread, reads on tokio's
 //!    blocking pool. No call blocks an async worker thread.
 //!
+//! 6. Fencing: generations and leases live in this process (no other
+//!    process can open the file). The writer thread checks each request's
+//!    fence just before its group's transaction; a stale one fails alone
+//!    with [`KvError::OwnershipLost`] and the rest of the group commits. A
+//!    claim bumps the generation, then waits for a barrier sent through the
+//!    writer's queue: every write checked before the bump has committed by
+//!    then, every write checked after it fails, so the claim's reads see all
+//!    that the old owner will ever write.
+//!
 //! It never holds a redb transaction across an `.await`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -46,7 +55,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{KvEntry, KvError, KvLimits, KvStore};
+use super::{ClaimRequest, Claimed, Fence, KvEntry, KvError, KvLimits, KvStore, Owners};
 use crate::actor_id::ActorId;
 
 /// The one table every actor's keys live in.
@@ -96,10 +105,13 @@ enum WriteOp {
     Delete(Vec<Bytes>),
     DeleteRange { start: Bytes, end: Bytes },
     DeleteActor,
+    /// Writes nothing: answered once every request queued before it is.
+    Barrier,
 }
 
 struct Request {
     actor: ActorId,
+    fence: Fence,
     op: WriteOp,
     reply: oneshot::Sender<Result<(), KvError>>,
 }
@@ -124,6 +136,7 @@ pub struct RedbKv {
     path: PathBuf,
     options: RedbOptions,
     counters: Arc<Counters>,
+    owners: Arc<Mutex<Owners>>,
     /// `None` only inside `drop`, which closes the channel to stop the
     /// writer before joining it.
     queue: Option<mpsc::Sender<Request>>,
@@ -182,6 +195,7 @@ impl RedbKv {
 
         let db = Arc::new(db);
         let counters = Arc::new(Counters::default());
+        let owners = Arc::new(Mutex::new(Owners::default()));
         let (queue, requests) = mpsc::channel();
         let max_group = if options.group_commit { options.max_group.max(1) } else { 1 };
         let writer = std::thread::Builder::new()
@@ -189,10 +203,11 @@ impl RedbKv {
             .spawn({
                 let db = db.clone();
                 let counters = counters.clone();
-                move || write_loop(&db, &requests, max_group, &counters)
+                let owners = owners.clone();
+                move || write_loop(&db, &requests, max_group, &counters, &owners)
             })
             .map_err(|e| failed(&format!("starting the writer thread: {e}")))?;
-        Ok(RedbKv { db, path, options, counters, queue: Some(queue), writer: Some(writer) })
+        Ok(RedbKv { db, path, options, counters, owners, queue: Some(queue), writer: Some(writer) })
     }
 
     /// The file this store lives in.
@@ -215,13 +230,17 @@ impl RedbKv {
     }
 
     /// Hands a write to the writer thread and waits until it is durable.
-    async fn write(&self, actor: &ActorId, op: WriteOp) -> Result<(), KvError> {
+    async fn write(&self, actor: &ActorId, fence: Fence, op: WriteOp) -> Result<(), KvError> {
         let (reply, answer) = oneshot::channel();
         let queue = self.queue.as_ref().ok_or_else(|| KvError::Backend("the redb store is closing".into()))?;
         queue
-            .send(Request { actor: actor.clone(), op, reply })
+            .send(Request { actor: actor.clone(), fence, op, reply })
             .map_err(|_| KvError::Backend("the redb writer thread has stopped".into()))?;
         answer.await.map_err(|_| KvError::Backend("the redb writer thread stopped before answering".into()))?
+    }
+
+    fn owners(&self) -> std::sync::MutexGuard<'_, Owners> {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` in a fresh read transaction on tokio's blocking pool.
@@ -277,7 +296,7 @@ fn actor_end(actor: &ActorId) -> Vec<u8> {
 }
 
 /// The writer thread: one transaction per group of queued requests.
-fn write_loop(db: &Database, requests: &mpsc::Receiver<Request>, max_group: usize, counters: &Counters) {
+fn write_loop(db: &Database, requests: &mpsc::Receiver<Request>, max_group: usize, counters: &Counters, owners: &Mutex<Owners>) {
     let mut group = Vec::with_capacity(max_group);
     while let Ok(first) = requests.recv() {
         group.push(first);
@@ -287,13 +306,36 @@ fn write_loop(db: &Database, requests: &mpsc::Receiver<Request>, max_group: usiz
                 Err(_) => break,
             }
         }
+        turn_away_stale_fences(&mut group, owners);
         process(db, &mut group, counters);
     }
 }
 
-/// Commits `group` as one transaction and answers every request in it
-/// (promise 3 of the module docs). Leaves `group` empty.
+/// Answers every request whose fence is stale with its error and takes it
+/// out of `group` (promise 6). Barriers stay: they are answered with the
+/// group, after every request ahead of them committed or failed.
+fn turn_away_stale_fences(group: &mut Vec<Request>, owners: &Mutex<Owners>) {
+    let owners = owners.lock().unwrap_or_else(|p| p.into_inner());
+    let mut kept = Vec::with_capacity(group.len());
+    for request in group.drain(..) {
+        match owners.check(&request.actor, request.fence) {
+            Ok(()) => kept.push(request),
+            stale => {
+                let _ = request.reply.send(stale);
+            }
+        }
+    }
+    *group = kept;
+}
+
 fn process(db: &Database, group: &mut Vec<Request>, counters: &Counters) {
+    if group.iter().all(|r| matches!(r.op, WriteOp::Barrier)) {
+        // Nothing to write, and nothing ahead of them left unanswered.
+        for request in group.drain(..) {
+            let _ = request.reply.send(Ok(()));
+        }
+        return;
+    }
     match commit(db, group) {
         Ok(()) => answer_all(group, counters, Ok(())),
         Err(Failure::Apply(_)) if group.len() > 1 => {
@@ -312,9 +354,10 @@ fn process(db: &Database, group: &mut Vec<Request>, counters: &Counters) {
 
 fn answer_all(group: &mut Vec<Request>, counters: &Counters, result: Result<(), KvError>) {
     if result.is_ok() {
+        let writes = group.iter().filter(|r| !matches!(r.op, WriteOp::Barrier)).count() as u64;
         counters.commits.fetch_add(1, Ordering::Relaxed);
-        counters.writes.fetch_add(group.len() as u64, Ordering::Relaxed);
-        counters.largest_group.fetch_max(group.len() as u64, Ordering::Relaxed);
+        counters.writes.fetch_add(writes, Ordering::Relaxed);
+        counters.largest_group.fetch_max(writes, Ordering::Relaxed);
     }
     for request in group.drain(..) {
         // A caller that gave up (its future was dropped) needs no answer.
@@ -385,6 +428,7 @@ impl WriteOp {
             WriteOp::Delete(_) => "batch_delete",
             WriteOp::DeleteRange { .. } => "delete_range",
             WriteOp::DeleteActor => "delete_actor",
+            WriteOp::Barrier => "barrier",
         }
     }
 }
@@ -416,6 +460,7 @@ fn apply(table: &mut Table<&[u8], &[u8]>, request: &Request) -> Result<(), ::red
             let (lo, hi) = (table_key(actor, b""), actor_end(actor));
             table.retain_in::<&[u8], _>(lo.as_slice()..hi.as_slice(), |_, _| false)?;
         }
+        WriteOp::Barrier => {}
     }
     Ok(())
 }
@@ -439,17 +484,17 @@ impl KvStore for RedbKv {
         .await
     }
 
-    async fn batch_put(&self, actor: &ActorId, entries: &[KvEntry]) -> Result<(), KvError> {
-        self.write(actor, WriteOp::Put(entries.to_vec())).await
+    async fn batch_put(&self, actor: &ActorId, fence: Fence, entries: &[KvEntry]) -> Result<(), KvError> {
+        self.write(actor, fence, WriteOp::Put(entries.to_vec())).await
     }
 
-    async fn batch_delete(&self, actor: &ActorId, keys: &[Bytes]) -> Result<(), KvError> {
-        self.write(actor, WriteOp::Delete(keys.to_vec())).await
+    async fn batch_delete(&self, actor: &ActorId, fence: Fence, keys: &[Bytes]) -> Result<(), KvError> {
+        self.write(actor, fence, WriteOp::Delete(keys.to_vec())).await
     }
 
-    async fn delete_range(&self, actor: &ActorId, start: &[u8], end: &[u8]) -> Result<(), KvError> {
+    async fn delete_range(&self, actor: &ActorId, fence: Fence, start: &[u8], end: &[u8]) -> Result<(), KvError> {
         let op = WriteOp::DeleteRange { start: Bytes::copy_from_slice(start), end: Bytes::copy_from_slice(end) };
-        self.write(actor, op).await
+        self.write(actor, fence, op).await
     }
 
     async fn list_prefix(&self, actor: &ActorId, prefix: &[u8]) -> Result<Vec<KvEntry>, KvError> {
@@ -471,8 +516,26 @@ impl KvStore for RedbKv {
         .await
     }
 
-    async fn delete_actor(&self, actor: &ActorId) -> Result<(), KvError> {
-        self.write(actor, WriteOp::DeleteActor).await
+    async fn delete_actor(&self, actor: &ActorId, fence: Fence) -> Result<(), KvError> {
+        self.write(actor, fence, WriteOp::DeleteActor).await
+    }
+
+    async fn claim(&self, actor: &ActorId, request: &ClaimRequest<'_>) -> Result<Claimed, KvError> {
+        let fence = self.owners().claim(actor, request)?;
+        // The barrier carries the new fence, so it passes the check; its
+        // answer means every write checked under the old one has ended.
+        self.write(actor, fence, WriteOp::Barrier).await?;
+        let values = if request.read.is_empty() { Vec::new() } else { self.batch_get(actor, request.read).await? };
+        Ok(Claimed { fence, values })
+    }
+
+    async fn renew(&self, actor: &ActorId, fence: Fence, owner: &str, ttl: std::time::Duration) -> Result<(), KvError> {
+        self.owners().renew(actor, fence, owner, ttl)
+    }
+
+    async fn release(&self, actor: &ActorId, fence: Fence) -> Result<(), KvError> {
+        self.owners().release(actor, fence);
+        Ok(())
     }
 
     async fn list_actors(&self) -> Result<Vec<ActorId>, KvError> {
@@ -527,8 +590,8 @@ mod tests {
         let a = actor("a");
         {
             let kv = RedbKv::open(&path).unwrap();
-            kv.batch_put(&a, &[(b(b"k1"), b(b"v1")), (b(b"k2"), b(b"v2"))]).await.unwrap();
-            kv.batch_delete(&a, &[b(b"k2")]).await.unwrap();
+            kv.batch_put(&a, Fence::UNCLAIMED, &[(b(b"k1"), b(b"v1")), (b(b"k2"), b(b"v2"))]).await.unwrap();
+            kv.batch_delete(&a, Fence::UNCLAIMED, &[b(b"k2")]).await.unwrap();
         }
         let kv = RedbKv::open(&path).unwrap();
         assert_eq!(kv.get(&a, b"k1").await.unwrap(), Some(b(b"v1")));
@@ -551,22 +614,22 @@ mod tests {
         let kv = RedbKv::open(dir.path().join("kv.redb")).unwrap();
         // "a" is a prefix of "a-b" and "a.x": their keys must stay apart.
         let (a, ab, ax, z) = (actor("a"), actor("a-b"), actor("a.x"), actor("z"));
-        kv.batch_put(&a, &[(b(b"k1"), b(b"1")), (b(b"k2"), b(b"2")), (b(b"k3"), b(b"3"))]).await.unwrap();
-        kv.batch_put(&ab, &[(b(b"k1"), b(b"ab"))]).await.unwrap();
-        kv.batch_put(&ax, &[(b(b""), b(b"empty key")), (b(b"\0\xff"), b(b"odd key"))]).await.unwrap();
-        kv.batch_put(&z, &[(b(b"k1"), b(b"other"))]).await.unwrap();
+        kv.batch_put(&a, Fence::UNCLAIMED, &[(b(b"k1"), b(b"1")), (b(b"k2"), b(b"2")), (b(b"k3"), b(b"3"))]).await.unwrap();
+        kv.batch_put(&ab, Fence::UNCLAIMED, &[(b(b"k1"), b(b"ab"))]).await.unwrap();
+        kv.batch_put(&ax, Fence::UNCLAIMED, &[(b(b""), b(b"empty key")), (b(b"\0\xff"), b(b"odd key"))]).await.unwrap();
+        kv.batch_put(&z, Fence::UNCLAIMED, &[(b(b"k1"), b(b"other"))]).await.unwrap();
         assert_eq!(kv.list_actors().await.unwrap(), vec![a.clone(), ab.clone(), ax.clone(), z.clone()]);
 
         assert_eq!(keys(&kv.list_prefix(&a, b"").await.unwrap()), vec![b(b"k1"), b(b"k2"), b(b"k3")]);
         assert_eq!(keys(&kv.list_prefix(&ax, b"").await.unwrap()), vec![b(b""), b(b"\0\xff")]);
         assert_eq!(kv.list_prefix(&a, b"k2").await.unwrap(), vec![(b(b"k2"), b(b"2"))]);
 
-        kv.delete_range(&a, b"k1", b"k3").await.unwrap();
-        kv.delete_range(&a, b"k3", b"k1").await.unwrap(); // empty range
+        kv.delete_range(&a, Fence::UNCLAIMED, b"k1", b"k3").await.unwrap();
+        kv.delete_range(&a, Fence::UNCLAIMED, b"k3", b"k1").await.unwrap(); // empty range
         assert_eq!(keys(&kv.list_prefix(&a, b"").await.unwrap()), vec![b(b"k3")]);
         assert_eq!(kv.batch_get(&ab, &[b(b"k1"), b(b"k2")]).await.unwrap(), vec![Some(b(b"ab")), None]);
 
-        kv.delete_actor(&a).await.unwrap();
+        kv.delete_actor(&a, Fence::UNCLAIMED).await.unwrap();
         assert!(kv.list_prefix(&a, b"").await.unwrap().is_empty());
         assert_eq!(kv.get(&ab, b"k1").await.unwrap(), Some(b(b"ab")));
         assert_eq!(kv.list_actors().await.unwrap(), vec![ab, ax, z]);
@@ -593,7 +656,7 @@ mod tests {
         ];
         for (id, op) in ops {
             let (reply, answer) = oneshot::channel();
-            group.push(Request { actor: actor(id), op, reply });
+            group.push(Request { actor: actor(id), fence: Fence::UNCLAIMED, op, reply });
             answers.push(answer);
         }
         let counters = Counters::default();
@@ -629,7 +692,7 @@ mod tests {
                         (b(&r.to_be_bytes()), b(format!("{w}:{r}").as_bytes())),
                         (b(b"last"), b(&r.to_be_bytes())),
                     ];
-                    kv.batch_put(&id, &entries).await.unwrap();
+                    kv.batch_put(&id, Fence::UNCLAIMED, &entries).await.unwrap();
                     // Acknowledged means visible to a read that starts now.
                     assert_eq!(kv.get(&id, b"last").await.unwrap(), Some(b(&r.to_be_bytes())));
                 }
@@ -668,7 +731,7 @@ mod tests {
             let kv = kv.clone();
             tasks.spawn(async move {
                 for r in 0..5u32 {
-                    kv.batch_put(&actor(&format!("w{w}")), &[(b(&r.to_be_bytes()), b(b"v"))]).await.unwrap();
+                    kv.batch_put(&actor(&format!("w{w}")), Fence::UNCLAIMED, &[(b(&r.to_be_bytes()), b(b"v"))]).await.unwrap();
                 }
             });
         }

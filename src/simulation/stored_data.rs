@@ -66,7 +66,7 @@ pub async fn check(data: &[u8]) -> Result<(), String> {
     let actor = ActorId::new(ACTOR).expect("valid id");
     let entries = decode(data);
     if !entries.is_empty() {
-        kv.batch_put(&actor, &entries).await.map_err(|e| e.to_string())?;
+        kv.batch_put(&actor, crate::kv::Fence::UNCLAIMED, &entries).await.map_err(|e| e.to_string())?;
     }
     let before = main_file(&kv, &actor).await?;
     let limits = Limits { call_timeout: Some(Duration::from_millis(500)), max_database_size: 1 << 30, ..Default::default() };

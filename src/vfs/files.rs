@@ -31,7 +31,7 @@ use super::layout::{
 };
 use crate::actor_id::ActorId;
 use crate::guest::watchdog::TickSleep;
-use crate::kv::{KvEntry, KvError, KvLimits, KvStore, inflight};
+use crate::kv::{Fence, KvEntry, KvError, KvLimits, KvStore, inflight};
 
 /// The name the guest opens its database under (vfs/sql_api.c). The journal
 /// and WAL are this name plus "-journal" and "-wal".
@@ -146,7 +146,7 @@ pub fn open_type(tag: FileTag) -> i32 {
 }
 
 /// `operation`, or a timeout error once `limit` has passed.
-async fn within<T>(limit: Option<Duration>, what: &'static str, operation: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
+pub(crate) async fn within<T>(limit: Option<Duration>, what: &'static str, operation: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
     let Some(after) = limit else { return operation.await };
     let mut operation = std::pin::pin!(operation);
     let mut timer = TickSleep::new(after);
@@ -182,6 +182,10 @@ struct AtomicWrite {
 pub struct ActorFiles {
     kv: Arc<dyn KvStore>,
     actor: ActorId,
+    /// The owner's claim, carried by every write.
+    fence: Fence,
+    /// A write was refused because another host claimed the actor.
+    ownership_lost: Option<KvError>,
     limits: KvLimits,
     /// Buffered bytes of one file past which `finish_write` flushes it.
     flush_threshold: usize,
@@ -218,6 +222,8 @@ impl ActorFiles {
         ActorFiles {
             kv,
             actor,
+            fence: Fence::UNCLAIMED,
+            ownership_lost: None,
             limits,
             flush_threshold: FLUSH_THRESHOLD,
             max_size: MAX_FILE_SIZE,
@@ -231,6 +237,48 @@ impl ActorFiles {
             journal_hot: false,
             may_have_committed: false,
         }
+    }
+
+    /// Makes every later write carry `fence`.
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.fence = fence;
+    }
+
+    /// The store's refusal, if a write found that another host claimed the
+    /// actor; nothing written since can land.
+    pub fn ownership_lost(&self) -> Option<&KvError> {
+        self.ownership_lost.as_ref()
+    }
+
+    /// The keys a wake reads while it claims the actor: every file's meta
+    /// and the first chunk of the database, so that opening it needs no
+    /// further round trip. [`ActorFiles::preload`] takes their values.
+    pub fn wake_keys() -> Vec<Bytes> {
+        let mut keys: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
+        keys.push(chunk_key(FileTag::Main, ChunkIndex(0)));
+        keys
+    }
+
+    /// Loads the values of [`ActorFiles::wake_keys`], read by the claim.
+    pub fn preload(&mut self, values: Vec<Option<Bytes>>) -> Result<(), ResultCode> {
+        let keys = Self::wake_keys();
+        let mut values = match answered_all(&keys, values) {
+            Ok(v) => v,
+            Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
+        };
+        let first_chunk = values.pop().expect("wake_keys ends with a chunk");
+        self.load_metas(values)?;
+        let file = &mut self.files[FileTag::Main.index()];
+        if let Some(value) = first_chunk
+            && file.kv_valid > 0
+        {
+            let mut chunk = vec![0u8; CHUNK_SIZE].into_boxed_slice();
+            let n = value.len().min(CHUNK_SIZE).min(file.kv_valid.min(CHUNK_SIZE as u64) as usize);
+            chunk[..n].copy_from_slice(&value[..n]);
+            file.prefetched.insert(0, chunk);
+            file.debug_check();
+        }
+        Ok(())
     }
 
     /// Bounds each KV operation to `timeout`, on a backend that may make
@@ -275,7 +323,7 @@ impl ActorFiles {
 
     /// Runs a KV write built by `write` so that it ends (lands or fails)
     /// even if the call waiting for it is dropped (see `kv::inflight`).
-    async fn write_kv<Fut>(&mut self, write: impl FnOnce(Arc<dyn KvStore>, ActorId) -> Fut) -> Result<(), KvError>
+    async fn write_kv<Fut>(&mut self, write: impl FnOnce(Arc<dyn KvStore>, ActorId, Fence) -> Fut) -> Result<(), KvError>
     where
         Fut: Future<Output = Result<(), KvError>> + Send + 'static,
     {
@@ -283,11 +331,17 @@ impl ActorFiles {
             // A later write could land before the earlier one.
             return Err(KvError::Backend("an earlier KV write did not answer in time and has not finished; nothing more is written until it has".into()));
         }
-        let running = inflight::run_to_completion(&self.kv, &self.actor, write(self.kv.clone(), self.actor.clone()));
+        if let Some(lost) = &self.ownership_lost {
+            return Err(lost.clone());
+        }
+        let running = inflight::run_to_completion(&self.kv, &self.actor, write(self.kv.clone(), self.actor.clone(), self.fence));
         let result = within(self.kv_timeout, "a write", running).await;
         // The write goes on as a task (`kv::inflight`); the next wake waits
         // for it.
         self.write_timed_out |= matches!(result, Err(KvError::Timeout { .. }));
+        if let Err(lost @ KvError::OwnershipLost { .. }) = &result {
+            self.ownership_lost = Some(lost.clone());
+        }
         result
     }
 
@@ -369,17 +423,21 @@ impl ActorFiles {
         self.files[tag.index()].open.then_some(tag)
     }
 
-    /// Reads the meta keys, once per wake.
+    /// Reads the meta keys, once per wake (unless the claim preloaded them).
     async fn ensure_loaded(&mut self) -> Result<(), ResultCode> {
         if self.loaded {
             return Ok(());
         }
         let keys: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
         let read = within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await;
-        let values = match read.and_then(|v| answered_all(&keys, v)) {
-            Ok(v) => v,
-            Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
-        };
+        match read.and_then(|v| answered_all(&keys, v)) {
+            Ok(values) => self.load_metas(values),
+            Err(e) => Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
+        }
+    }
+
+    /// Takes the meta values of every file, in `FileTag::ALL` order.
+    fn load_metas(&mut self, values: Vec<Option<Bytes>>) -> Result<(), ResultCode> {
         for (tag, value) in FileTag::ALL.iter().zip(values) {
             let meta = match value.as_deref().map(decode_meta).transpose() {
                 Ok(m) => m,
@@ -470,9 +528,9 @@ impl ActorFiles {
         file.kv_valid = 0;
         if was_durable {
             let result = self
-                .write_kv(|kv, actor| async move {
-                    kv.delete_range(&actor, &chunk_key(tag, ChunkIndex(0)), &chunk_range_end(tag)).await?;
-                    kv.batch_delete(&actor, &[meta_key(tag)]).await
+                .write_kv(|kv, actor, fence| async move {
+                    kv.delete_range(&actor, fence, &chunk_key(tag, ChunkIndex(0)), &chunk_range_end(tag)).await?;
+                    kv.batch_delete(&actor, fence, &[meta_key(tag)]).await
                 })
                 .await;
             if let Err(e) = result {
@@ -817,7 +875,7 @@ impl ActorFiles {
         if self.files[tag.index()].has_stale_tail() {
             let from = chunk_key(tag, ChunkIndex(ChunkIndex::count_for(self.files[tag.index()].kv_valid) as u32));
             let end = chunk_range_end(tag);
-            if let Err(e) = self.write_kv(|kv, actor| async move { kv.delete_range(&actor, &from, &end).await }).await {
+            if let Err(e) = self.write_kv(|kv, actor, fence| async move { kv.delete_range(&actor, fence, &from, &end).await }).await {
                 return self.fail_write(sqlite::SQLITE_IOERR_FSYNC, format!("deleting truncated {tag} chunks: {e}"));
             }
         }
@@ -829,7 +887,7 @@ impl ActorFiles {
         entries.extend(meta);
         entries.extend(chunks);
         for (n, batch) in self.split_into_batches(entries).into_iter().enumerate() {
-            if let Err(e) = self.write_kv(|kv, actor| async move { kv.batch_put(&actor, &batch).await }).await {
+            if let Err(e) = self.write_kv(|kv, actor, fence| async move { kv.batch_put(&actor, fence, &batch).await }).await {
                 return self.fail_write(sqlite::SQLITE_IOERR_FSYNC, format!("writing {tag} file: {e}"));
             }
             if n == 0 {
@@ -918,7 +976,7 @@ impl ActorFiles {
                 format!("a commit of {pages} pages does not fit one KV batch ({e}); falling back to the journal"),
             );
         }
-        if let Err(e) = self.write_kv(|kv, actor| async move { kv.batch_put(&actor, &batch).await }).await {
+        if let Err(e) = self.write_kv(|kv, actor, fence| async move { kv.batch_put(&actor, fence, &batch).await }).await {
             self.rollback_atomic();
             return self.fail_write(sqlite::SQLITE_IOERR_WRITE, format!("committing {pages} pages: {e}"));
         }

@@ -5,7 +5,7 @@
 //! `ActorFiles` is public so that fuzzers and tests can drive the file layer
 //! directly, without a guest.
 
-mod files;
+pub(crate) mod files;
 pub(crate) mod journal;
 pub mod layout;
 pub(crate) mod replace;

@@ -54,3 +54,18 @@ pub async fn drop_after_polls<F: Future>(future: F, polls: usize) -> Option<F::O
     })
     .await
 }
+
+/// A fence for writing `actor`'s keys directly, as a tool would: claims the
+/// actor (it must be asleep) and releases the lease at once, which leaves
+/// the fence current until the next wake claims the actor again.
+pub async fn tool_fence(kv: &dyn wasqlite::KvStore, actor: &str) -> wasqlite::Fence {
+    let request = wasqlite::kv::ClaimRequest {
+        owner: "test-tool",
+        ttl: std::time::Duration::from_secs(60),
+        takeover: wasqlite::kv::Takeover::IfFree,
+        read: &[],
+    };
+    let fence = kv.claim(&id(actor), &request).await.expect("claiming for a direct write").fence;
+    kv.release(&id(actor), fence).await.expect("releasing");
+    fence
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
-use super::{StoreArg, actor_id};
+use super::{StoreArg, ToolClaim, actor_id};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ActorsCommand {
@@ -45,7 +45,10 @@ pub(crate) async fn run(command: ActorsCommand) -> Result<ExitCode> {
             if keys == 0 {
                 bail!("actor {id} has no data in {}", args.store.store);
             }
-            kv.delete_actor(&id).await.with_context(|| format!("destroying actor {id}"))?;
+            let claim = ToolClaim::take(&kv, &id).await?;
+            let deleted = kv.delete_actor(&id, claim.fence).await.with_context(|| format!("destroying actor {id}"));
+            claim.release().await;
+            deleted?;
             println!("destroyed actor {id} ({keys} keys)");
         }
     }

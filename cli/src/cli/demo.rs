@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use wasqlite::{Actor, Host, HostConfig, Migrations, Value, params};
 
-use super::StoreArg;
+use super::{StoreArg, ToolClaim};
 
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
@@ -194,7 +194,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     for id in old {
         let kv = kv.clone();
         deletes.spawn(async move {
-            kv.delete_actor(&id).await.with_context(|| format!("deleting actor {id} of an earlier run"))
+            let claim = ToolClaim::take(&kv, &id).await?;
+            let deleted = kv.delete_actor(&id, claim.fence).await;
+            claim.release().await;
+            deleted.with_context(|| format!("deleting actor {id} of an earlier run"))
         });
     }
     while let Some(done) = deletes.join_next().await {

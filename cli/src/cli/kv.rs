@@ -19,10 +19,11 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
-use wasqlite::kv::KvEntry;
+use wasqlite::kv::{Fence, KvEntry};
+use wasqlite::{ActorId, KvStore};
 use wasqlite::vfs::layout::hex;
 
-use super::{StoreArg, actor_id, has_database};
+use super::{StoreArg, ToolClaim, actor_id, has_database};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum KvCommand {
@@ -115,14 +116,33 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
         count += 1;
     }
 
-    if has_database(&*kv, &id).await? {
-        if !args.force {
+    let claim = ToolClaim::take(&kv, &id).await?;
+    let loaded = write_entries(&*kv, &id, claim.fence, &mut file, &source, max_line, args.force).await;
+    claim.release().await;
+    loaded?;
+    println!("loaded {count} keys into actor {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replaces the keys of `id` with the dump in `file`, under `fence`.
+async fn write_entries(
+    kv: &dyn KvStore,
+    id: &ActorId,
+    fence: Fence,
+    file: &mut File,
+    source: &str,
+    max_line: usize,
+    force: bool,
+) -> Result<()> {
+    let limits = kv.limits();
+    if has_database(kv, id).await? {
+        if !force {
             bail!("actor {id} already has a database; pass --force to replace its keys");
         }
-        kv.delete_actor(&id).await.with_context(|| format!("deleting the keys of actor {id}"))?;
+        kv.delete_actor(id, fence).await.with_context(|| format!("deleting the keys of actor {id}"))?;
     }
     file.seek(SeekFrom::Start(0)).with_context(|| format!("rereading {source}"))?;
-    let mut entries = DumpReader::new(&mut file, max_line);
+    let mut entries = DumpReader::new(file, max_line);
     let mut batch: Vec<KvEntry> = Vec::new();
     let mut bytes = 0usize;
     while let Some((key, value)) = entries.next_entry().with_context(|| format!("rereading {source}"))? {
@@ -130,7 +150,7 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
         if !batch.is_empty()
             && (batch.len() >= ENTRIES_PER_BATCH.min(limits.max_keys_per_batch) || bytes + size > limits.max_batch_bytes)
         {
-            kv.batch_put(&id, &batch).await.with_context(|| format!("writing actor {id}"))?;
+            kv.batch_put(id, fence, &batch).await.with_context(|| format!("writing actor {id}"))?;
             batch.clear();
             bytes = 0;
         }
@@ -138,10 +158,9 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
         batch.push((key, value));
     }
     if !batch.is_empty() {
-        kv.batch_put(&id, &batch).await.with_context(|| format!("writing actor {id}"))?;
+        kv.batch_put(id, fence, &batch).await.with_context(|| format!("writing actor {id}"))?;
     }
-    println!("loaded {count} keys into actor {id}");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Copies stdin to an unnamed temporary file, refusing a line longer than

@@ -112,6 +112,35 @@ pub(crate) async fn has_database(kv: &dyn KvStore, id: &ActorId) -> Result<bool>
     Ok(kv.batch_get(id, &metas).await?.iter().any(Option::is_some))
 }
 
+/// A claim the command line holds on an actor while it writes the actor's
+/// keys directly (`kv load`, `actors destroy`): a host waking the actor
+/// meanwhile is told who holds it, and a host that held it is fenced out.
+pub(crate) struct ToolClaim {
+    kv: Arc<dyn KvStore>,
+    id: ActorId,
+    pub(crate) fence: wasqlite::Fence,
+}
+
+impl ToolClaim {
+    /// Claims `id`, failing while a host holds a live lease on it.
+    pub(crate) async fn take(kv: &Arc<dyn KvStore>, id: &ActorId) -> Result<ToolClaim> {
+        let owner = format!("wasqlite-cli-{}", std::process::id());
+        let request = wasqlite::kv::ClaimRequest {
+            owner: &owner,
+            ttl: Duration::from_secs(60),
+            takeover: wasqlite::kv::Takeover::IfFree,
+            read: &[],
+        };
+        let claimed = kv.claim(id, &request).await.with_context(|| format!("claiming actor {id}"))?;
+        Ok(ToolClaim { kv: kv.clone(), id: id.clone(), fence: claimed.fence })
+    }
+
+    /// Gives the claim up; one left behind runs out in a minute.
+    pub(crate) async fn release(self) {
+        let _ = self.kv.release(&self.id, self.fence).await;
+    }
+}
+
 /// Parses the command line's actor id, with the rule it broke.
 pub(crate) fn actor_id(id: &str) -> Result<ActorId> {
     Ok(ActorId::new(id)?)
