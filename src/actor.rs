@@ -93,7 +93,24 @@ pub struct Actor {
     /// This host's claim on the actor: its writes carry the fence, and calls
     /// start only while it is valid.
     lease: Lease,
+    /// Until `sleep` or `destroy` gives the lease up themselves; dropping
+    /// the actor otherwise releases it in the background.
+    holds_lease: bool,
     _awake: AwakeGuard,
+}
+
+impl Drop for Actor {
+    fn drop(&mut self) {
+        if !self.holds_lease {
+            return;
+        }
+        // A release moves no generation, so it may overtake this host's
+        // writes still in flight: the next wake here waits for both, and a
+        // claim from elsewhere fences those writes out. Without a runtime
+        // the lease runs out instead.
+        let (kv, id, fence) = (self.host.kv.clone(), self.id.clone(), self.lease.fence);
+        inflight::run_detached(&self.host.kv, &self.id, async move { kv.release(&id, fence).await });
+    }
 }
 
 impl std::fmt::Debug for Actor {
@@ -126,6 +143,7 @@ impl Actor {
             interrupt,
             call_timeout,
             lease,
+            holds_lease: true,
             _awake: awake,
         }
     }
@@ -432,6 +450,7 @@ impl Actor {
         // nothing worth closing: the KV already holds what it acknowledged.
         let result = if self.poisoned.is_some() || self.in_call { Ok(()) } else { self.conn().close().await };
         let (host, id, fence) = (self.host.clone(), self.id.clone(), self.lease.fence);
+        self.holds_lease = false;
         drop(self);
         inflight::settled(&host.kv, &id).await;
         host.release(&id, fence).await;
@@ -459,6 +478,7 @@ impl Actor {
         inflight::settled(&self.host.kv, &self.id).await;
         let result = self.host.delete_actor(&self.id, self.lease.fence).await;
         self.host.release(&self.id, self.lease.fence).await;
+        self.holds_lease = false;
         drop(self);
         Ok(result?)
     }

@@ -240,10 +240,16 @@ impl Error {
         }
     }
 
-    /// Whether this is an SQLite I/O error (SQLITE_IOERR and its extended
-    /// codes), which is how storage failures surface.
+    /// Whether a storage failure caused this: an SQLite I/O error
+    /// (SQLITE_IOERR and its extended codes), which is how the KV's failures
+    /// surface inside SQL, or a KV call of the host's own (a wake's claim)
+    /// that failed or timed out.
     pub fn is_io_error(&self) -> bool {
-        self.sqlite_code().is_some_and(|c| c & 0xff == crate::codes::SQLITE_IOERR)
+        match self {
+            Error::Kv(KvError::Backend(_) | KvError::Timeout { .. }) => true,
+            Error::OutcomeUnknown { source } => source.is_io_error(),
+            _ => self.sqlite_code().is_some_and(|c| c & 0xff == crate::codes::SQLITE_IOERR),
+        }
     }
 }
 

@@ -417,13 +417,20 @@ async fn a_kv_that_does_not_answer_times_out_without_losing_anything() {
     assert_eq!(integrity(&mut again).await, "ok");
     again.sleep().await.unwrap();
 
-    // A read: the wake reads the file sizes, the first query the pages.
+    // A read: the wake reads the file sizes and page 1 in its claim, the
+    // first query the other pages.
     kv.set_delay(Some(Duration::from_secs(2)));
     let err = match host.wake("slow").await {
         Ok(mut cold) => cold.query("SELECT count(*) FROM t", ()).await.unwrap_err(),
         Err(e) => e,
     };
+    assert!(err.is_io_error() && err.to_string().contains("did not answer a claim"), "{err}");
+    kv.set_delay(None);
+    let mut cold = host.wake("slow").await.unwrap();
+    kv.set_delay(Some(Duration::from_secs(2)));
+    let err = cold.query("SELECT count(*) FROM t", ()).await.unwrap_err();
     assert!(err.is_io_error() && err.to_string().contains("did not answer a read"), "{err}");
+    drop(cold);
     kv.set_delay(Some(Duration::ZERO));
     let mut warm = host.wake("slow").await.unwrap();
     assert_eq!(integrity(&mut warm).await, "ok");

@@ -100,6 +100,31 @@ where
     task.await.unwrap_or_else(|e| Err(KvError::Backend(format!("the task running a KV write failed: {e}"))))
 }
 
+/// Starts `operation` (a KV call for `actor` on `kv`) with no one waiting
+/// for it, registered like a write, so that the next wake or rebuild waits
+/// for it too. For calls made where nothing can await: a `Drop`.
+///
+/// A backend that answers at once finishes it here, within one poll.
+/// Outside a tokio runtime it is dropped unstarted.
+pub(crate) fn run_detached<F>(kv: &Arc<dyn KvStore>, actor: &ActorId, operation: F)
+where
+    F: Future<Output = Result<(), KvError>> + Send + 'static,
+{
+    if kv.answers_immediately() {
+        let mut operation = pin!(operation);
+        let _ = operation.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    let registration = Registration::new(key(kv, actor));
+    runtime.spawn(async move {
+        if let Err(e) = operation.await {
+            tracing::debug!("a detached KV call failed: {e}");
+        }
+        drop(registration);
+    });
+}
+
 /// Waits until no write of `actor` on `kv` is in flight.
 pub(crate) async fn settled(kv: &Arc<dyn KvStore>, actor: &ActorId) {
     let key = key(kv, actor);

@@ -11,6 +11,8 @@ pub(crate) mod inflight;
 mod memory;
 mod ownership;
 mod redb;
+#[cfg(feature = "redis")]
+mod redis;
 mod url;
 
 use std::fmt;
@@ -25,6 +27,8 @@ pub use memory::{KvCounters, MemoryKv};
 pub use ownership::{ClaimRequest, Claimed, Fence, Takeover};
 pub(crate) use ownership::Owners;
 pub use self::redb::{RedbKv, RedbOptions, RedbStats};
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisKv, RedisOptions};
 pub use url::{DEFAULT_STORE, STORE_FORMS, open_store};
 
 /// A key and its value.

@@ -4,6 +4,9 @@
 //! memory        a fresh MemoryKv: gone when the process ends
 //! redb:PATH     a RedbKv in the file PATH (created with its parent
 //!               directories when missing), group commit on
+//! redis://HOST:PORT[,HOST:PORT...][?prefix=P&replicas=N]
+//!               a RedisKv on a Redis Cluster (with the `redis` feature);
+//!               `redis://USER:PASSWORD@...` for a password
 //! ```
 //!
 //! [`DEFAULT_STORE`] is what the command line uses when no `--store` is given.
@@ -19,7 +22,7 @@ use crate::error::Error;
 pub const DEFAULT_STORE: &str = "redb:./wasqlite-data/kv.redb";
 
 /// The accepted forms, for error messages and help text.
-pub const STORE_FORMS: &str = "`memory` or `redb:PATH`";
+pub const STORE_FORMS: &str = "`memory`, `redb:PATH` or `redis://HOST:PORT[,HOST:PORT...]`";
 
 /// Opens the store a URL names.
 ///
@@ -35,7 +38,8 @@ pub const STORE_FORMS: &str = "`memory` or `redb:PATH`";
 ///
 /// [`Error::Config`] for an unknown scheme or an empty path, naming the URL
 /// and the accepted forms; [`Error::Kv`] when the redb file cannot be
-/// created or opened (including its parent directories).
+/// created or opened (including its parent directories), or a redis URL
+/// does not parse. A redis store connects at its first call.
 pub fn open_store(url: &str) -> Result<Arc<dyn KvStore>, Error> {
     if url == "memory" {
         return Ok(Arc::new(MemoryKv::new()));
@@ -51,6 +55,12 @@ pub fn open_store(url: &str) -> Result<Arc<dyn KvStore>, Error> {
             })?;
         }
         return Ok(Arc::new(RedbKv::open(path)?));
+    }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        #[cfg(feature = "redis")]
+        return Ok(Arc::new(super::RedisKv::open(url)?));
+        #[cfg(not(feature = "redis"))]
+        return Err(Error::Config(format!("store URL {url:?} needs wasqlite built with the `redis` feature")));
     }
     Err(Error::Config(format!("unknown store URL {url:?}; expected {STORE_FORMS}")))
 }
