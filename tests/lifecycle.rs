@@ -5,12 +5,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{id, integrity, memory_host};
+use common::{id, integrity};
 use wasqlite::{Error, Host, HostConfig, MemoryKv, Migrations, params};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_churn_destroy_and_survivors() {
-    let (host, kv) = memory_host();
+    let kv = common::store();
+    let host = Host::new(kv.clone()).unwrap();
     let mut tasks = Vec::new();
     for n in 0..12 {
         let host = host.clone();
@@ -36,7 +37,7 @@ async fn parallel_churn_destroy_and_survivors() {
     for n in 0..12 {
         let name = format!("churn-{n}");
         if n % 2 == 0 {
-            assert!(kv.keys(&id(&name)).is_empty(), "{name} kept keys");
+            assert!(kv.list_prefix(&id(&name), b"").await.unwrap().is_empty(), "{name} kept keys");
         } else {
             let mut a = host.wake(&name).await.unwrap();
             let rows = a.query("SELECT round, actor FROM log ORDER BY round", ()).await.unwrap();
@@ -46,7 +47,7 @@ async fn parallel_churn_destroy_and_survivors() {
             a.sleep().await.unwrap();
         }
     }
-    let mut survivors: Vec<String> = wasqlite::KvStore::list_actors(&*kv).await.unwrap().iter().map(|a| a.to_string()).collect();
+    let mut survivors: Vec<String> = kv.list_actors().await.unwrap().iter().map(|a| a.to_string()).collect();
     survivors.sort();
     let mut want: Vec<String> = (0..12).filter(|n| n % 2 == 1).map(|n| format!("churn-{n}")).collect();
     want.sort();
@@ -55,7 +56,7 @@ async fn parallel_churn_destroy_and_survivors() {
 
 #[tokio::test]
 async fn gauge_counts_awake_actors_and_sleep_frees_them() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut awake = Vec::new();
     for n in 0..8 {
         let mut a = host.wake(&format!("g{n}")).await.unwrap();
@@ -75,7 +76,7 @@ async fn gauge_counts_awake_actors_and_sleep_frees_them() {
 
 #[tokio::test]
 async fn one_instance_per_actor() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let a = host.wake("solo").await.unwrap();
     assert!(matches!(host.wake("solo").await, Err(Error::AlreadyAwake { .. })));
     assert!(matches!(host.destroy("solo").await, Err(Error::AlreadyAwake { .. })));
@@ -87,7 +88,7 @@ async fn one_instance_per_actor() {
 
 #[tokio::test]
 async fn migrations_run_once_and_failures_release_everything() {
-    let kv = Arc::new(MemoryKv::new());
+    let kv = common::store();
     let v1 = Migrations::new(["CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT)"]);
     let host = Host::with_config(kv.clone(), HostConfig { migrations: v1, ..Default::default() }).unwrap();
     let mut a = host.wake("m").await.unwrap();

@@ -27,7 +27,7 @@ async fn layout_golden() {
 
 #[tokio::test]
 async fn persists_across_sleep_wake_and_a_new_host() {
-    let kv = Arc::new(MemoryKv::new());
+    let kv = common::store();
     {
         let host = Host::new(kv.clone()).unwrap();
         let mut a = host.wake("durable").await.unwrap();
@@ -83,7 +83,7 @@ async fn vacuum_shrinks_then_regrows() {
 
 #[tokio::test]
 async fn integrity_after_mixed_work_and_sleep() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("mixed").await.unwrap();
     a.execute_batch(
         "CREATE TABLE a(id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB);

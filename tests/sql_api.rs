@@ -7,7 +7,7 @@ use wasqlite::{Error, Params, Value, named_params, params};
 
 #[tokio::test]
 async fn crud_round_trip() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("crud").await.unwrap();
     a.execute_batch("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, age INTEGER)").await.unwrap();
     assert_eq!(a.execute("INSERT INTO users(name, age) VALUES (?1, ?2)", params!["ada", 36]).await.unwrap(), 1);
@@ -37,7 +37,7 @@ async fn crud_round_trip() {
 
 #[tokio::test]
 async fn multi_statement_batches_and_single_statement_rule() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("batch").await.unwrap();
     a.execute_batch(
         "CREATE TABLE t(x INTEGER); -- a comment
@@ -67,7 +67,7 @@ async fn multi_statement_batches_and_single_statement_rule() {
 
 #[tokio::test]
 async fn every_value_type_round_trips() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("types").await.unwrap();
     a.execute_batch("CREATE TABLE v(id INTEGER PRIMARY KEY, x ANY) STRICT").await.unwrap();
     let blob_32k: Vec<u8> = (0..32 * 1024).map(|i| (i * 7 % 256) as u8).collect();
@@ -103,7 +103,7 @@ async fn every_value_type_round_trips() {
 
 #[tokio::test]
 async fn rows_that_cross_chunk_boundaries() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("overflow").await.unwrap();
     a.execute_batch("CREATE TABLE big(id INTEGER PRIMARY KEY, body BLOB)").await.unwrap();
     // 10 KiB rows span overflow pages, and so several 4 KiB chunks each.
@@ -121,7 +121,7 @@ async fn rows_that_cross_chunk_boundaries() {
 
 #[tokio::test]
 async fn thousand_inserts() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("thousand").await.unwrap();
     a.execute_batch("CREATE TABLE t(i INTEGER, s TEXT)").await.unwrap();
     for i in 0..1000i64 {
@@ -135,7 +135,7 @@ async fn thousand_inserts() {
 
 #[tokio::test]
 async fn transactions_commit_and_roll_back() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("tx").await.unwrap();
     a.execute_batch("CREATE TABLE t(x INTEGER UNIQUE)").await.unwrap();
 
@@ -162,7 +162,7 @@ async fn transactions_commit_and_roll_back() {
 
 #[tokio::test]
 async fn errors_carry_extended_codes_and_messages() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("errors").await.unwrap();
     a.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)").await.unwrap();
     let err = a.execute("INSERT INTO t(id, v) VALUES (1, NULL)", ()).await.unwrap_err();
@@ -184,7 +184,7 @@ async fn errors_carry_extended_codes_and_messages() {
 
 #[tokio::test]
 async fn fts5_and_json_are_built_in() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("features").await.unwrap();
     a.execute_batch("CREATE VIRTUAL TABLE docs USING fts5(body)").await.unwrap();
     a.execute("INSERT INTO docs VALUES (?1)", params!["the quick brown fox"]).await.unwrap();
@@ -196,7 +196,7 @@ async fn fts5_and_json_are_built_in() {
 
 #[tokio::test]
 async fn attach_cannot_reach_outside_the_actor() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("sandbox").await.unwrap();
     let err = a.execute_batch("ATTACH 'other.db' AS o; CREATE TABLE o.t(x)").await.unwrap_err();
     assert_eq!(err.sqlite_code().map(|c| c & 0xff), Some(libsqlite3_sys::SQLITE_CANTOPEN), "{err}");
@@ -233,7 +233,7 @@ async fn execute_many_runs_every_set_in_one_commit() {
 
 #[tokio::test]
 async fn execute_many_outside_a_transaction_is_all_or_nothing() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("many-atomic").await.unwrap();
     a.execute_batch("CREATE TABLE t(x INTEGER UNIQUE, pad TEXT)").await.unwrap();
     a.execute("INSERT INTO t VALUES (?1, '')", params![-1]).await.unwrap();
@@ -277,7 +277,7 @@ async fn execute_many_outside_a_transaction_is_all_or_nothing() {
 
 #[tokio::test]
 async fn a_run_without_values_does_not_reuse_the_last_ones() {
-    let (host, _) = memory_host();
+    let host = common::host();
     let mut a = host.wake("rebind").await.unwrap();
     a.execute_batch("CREATE TABLE t(x)").await.unwrap();
     let insert = "INSERT INTO t VALUES (:x)";

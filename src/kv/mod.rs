@@ -6,6 +6,8 @@
 //! between actors (redb, a remote KV) prefix keys with the actor id; the keys
 //! passed through this trait never contain it.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod fault;
 pub(crate) mod inflight;
 mod memory;

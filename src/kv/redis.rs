@@ -251,11 +251,13 @@ impl std::fmt::Debug for RedisKv {
     }
 }
 
-/// `FENCED <generation>`, as the scripts report a stale fence.
+/// The generation in a script's `FENCED <generation>` error, however the
+/// client wraps it (a pipeline's error quotes the code).
 fn fenced(error: &redis::RedisError) -> Option<u64> {
     let text = error.to_string();
-    let at = text.find("FENCED ")?;
-    text[at + 7..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    let after = &text[text.find("FENCED")? + "FENCED".len()..];
+    let digits = after.trim_start_matches(|c: char| !c.is_ascii_digit());
+    digits.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 fn backend(what: &str, error: &redis::RedisError) -> KvError {

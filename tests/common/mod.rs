@@ -69,3 +69,38 @@ pub async fn tool_fence(kv: &dyn wasqlite::KvStore, actor: &str) -> wasqlite::Fe
     kv.release(&id(actor), fence).await.expect("releasing");
     fence
 }
+
+/// The Redis Cluster the tests may use (`WASQLITE_TEST_REDIS`, a store URL
+/// such as `scripts/redis-cluster.sh start` prints), as a store with a
+/// prefix of its own so that tests never see each other's keys. `None` when
+/// unset, except under CI (`CI` set), where a missing cluster fails.
+pub fn redis_store() -> Option<Arc<dyn wasqlite::KvStore>> {
+    let Ok(url) = std::env::var("WASQLITE_TEST_REDIS") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must run the Redis tests: set WASQLITE_TEST_REDIS");
+        eprintln!("WASQLITE_TEST_REDIS is not set: skipping the Redis Cluster part of this test");
+        return None;
+    };
+    let prefix = format!("test-{:016x}", rand::random::<u64>());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Some(Arc::new(wasqlite::kv::RedisKv::open(&format!("{url}{separator}prefix={prefix}")).expect("the test cluster URL")))
+}
+
+/// The store the core tests run over, picked by `WASQLITE_TEST_STORE`:
+/// `memory` (the default), `redb` (a file in a fresh directory) or `redis`
+/// (the cluster of [`redis_store`]).
+pub fn store() -> Arc<dyn wasqlite::KvStore> {
+    match std::env::var("WASQLITE_TEST_STORE").as_deref() {
+        Err(_) | Ok("memory") => Arc::new(MemoryKv::new()),
+        Ok("redb") => {
+            let dir = tempfile::tempdir().expect("scratch directory").keep();
+            Arc::new(wasqlite::RedbKv::open(dir.join("kv.redb")).expect("a redb store"))
+        }
+        Ok("redis") => redis_store().expect("WASQLITE_TEST_STORE=redis needs WASQLITE_TEST_REDIS"),
+        Ok(other) => panic!("WASQLITE_TEST_STORE={other:?}: expected memory, redb or redis"),
+    }
+}
+
+/// A host over [`store`].
+pub fn host() -> Host {
+    Host::new(store()).expect("host")
+}
