@@ -6,6 +6,7 @@
 #   scripts/redis-cluster.sh start   # prints the store URL
 #   scripts/redis-cluster.sh stop
 #   scripts/redis-cluster.sh url
+#   scripts/redis-cluster.sh restart-node PORT   # after a kill: it rejoins
 #
 # WASQLITE_REDIS_DIR (default target/redis-cluster) holds the nodes' files;
 # WASQLITE_REDIS_PORT (default 7000) is the first port.
@@ -28,15 +29,19 @@ stop() {
   rm -rf "$dir"
 }
 
+start_node() {
+  mkdir -p "$dir/$1"
+  redis-server --port "$1" --bind 127.0.0.1 --daemonize yes --dir "$dir/$1" \
+    --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+    --appendonly yes --appendfsync always --save '' --logfile "$dir/$1/redis.log" \
+    --pidfile "$dir/$1/redis.pid"
+}
+
 start() {
   command -v redis-server >/dev/null || { echo "redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
   stop
   for p in $ports; do
-    mkdir -p "$dir/$p"
-    redis-server --port "$p" --bind 127.0.0.1 --daemonize yes --dir "$dir/$p" \
-      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-      --appendonly yes --appendfsync always --save '' --logfile "$dir/$p/redis.log" \
-      --pidfile "$dir/$p/redis.pid"
+    start_node "$p"
   done
   for p in $ports; do
     for _ in $(seq 50); do
@@ -71,5 +76,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   url) url ;;
-  *) echo "usage: $0 start|stop|url" >&2; exit 2 ;;
+  restart-node) start_node "${2:?which port}" ;;
+  *) echo "usage: $0 start|stop|url|restart-node PORT" >&2; exit 2 ;;
 esac

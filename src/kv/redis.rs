@@ -291,9 +291,13 @@ impl RedisKv {
         if options.prefix.is_empty() || options.prefix.contains(['{', '}']) {
             return Err(KvError::Backend(format!("redis key prefix {:?} must be non-empty and free of braces", options.prefix)));
         }
+        // A write's answer includes its WAIT, which may take the whole
+        // replica timeout: waiting less would turn "too few replicas" into a
+        // bare timeout.
+        let response_timeout = options.response_timeout.max(options.replica_timeout + Duration::from_secs(1));
         let client = ClusterClient::builder(nodes.iter().map(String::as_str))
             .connection_timeout(options.response_timeout)
-            .response_timeout(options.response_timeout)
+            .response_timeout(response_timeout)
             .build()
             .map_err(|e| KvError::Backend(format!("redis nodes {nodes:?}: {e}")))?;
         Ok(RedisKv {

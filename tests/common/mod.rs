@@ -75,6 +75,14 @@ pub async fn tool_fence(kv: &dyn wasqlite::KvStore, actor: &str) -> wasqlite::Fe
 /// prefix of its own so that tests never see each other's keys. `None` when
 /// unset, except under CI (`CI` set), where a missing cluster fails.
 pub fn redis_store() -> Option<Arc<dyn wasqlite::KvStore>> {
+    let url = redis_url()?;
+    Some(Arc::new(wasqlite::kv::RedisKv::open(&url).expect("the test cluster URL")))
+}
+
+/// The URL of [`redis_store`]: the cluster with a fresh key prefix. Each
+/// `RedisKv` opened on it has its own connections, as another process's
+/// would.
+pub fn redis_url() -> Option<String> {
     let Ok(url) = std::env::var("WASQLITE_TEST_REDIS") else {
         assert!(std::env::var_os("CI").is_none(), "CI must run the Redis tests: set WASQLITE_TEST_REDIS");
         eprintln!("WASQLITE_TEST_REDIS is not set: skipping the Redis Cluster part of this test");
@@ -82,7 +90,7 @@ pub fn redis_store() -> Option<Arc<dyn wasqlite::KvStore>> {
     };
     let prefix = format!("test-{:016x}", rand::random::<u64>());
     let separator = if url.contains('?') { '&' } else { '?' };
-    Some(Arc::new(wasqlite::kv::RedisKv::open(&format!("{url}{separator}prefix={prefix}")).expect("the test cluster URL")))
+    Some(format!("{url}{separator}prefix={prefix}"))
 }
 
 /// The store the core tests run over, picked by `WASQLITE_TEST_STORE`:
