@@ -448,7 +448,12 @@ impl Actor {
     pub async fn sleep(mut self) -> Result<(), Error> {
         // A poisoned instance, or one whose last call was cut off, has
         // nothing worth closing: the KV already holds what it acknowledged.
-        let result = if self.poisoned.is_some() || self.in_call { Ok(()) } else { self.conn().close().await };
+        let result = if self.poisoned.is_some() || self.in_call {
+            Ok(())
+        } else {
+            self.conn().store.data_mut().files.save_wake_hint().await;
+            self.conn().close().await
+        };
         let (host, id, fence) = (self.host.clone(), self.id.clone(), self.lease.fence);
         self.holds_lease = false;
         drop(self);
@@ -679,6 +684,7 @@ impl Actor {
         }
         let result = f(self).await;
         let stopped = watchdog::disarm(&mut self.conn().store);
+        self.conn().store.data_mut().files.end_wake_window();
         let result = match result {
             Err(error @ (Error::Guest { .. } | Error::TooComplex)) => {
                 let error = stopped.map_or(error, stop_error);

@@ -111,7 +111,9 @@ impl HostInner {
         if let Some(values) = preload {
             // On a bad value the files load again when SQLite opens them,
             // and that read reports it.
-            let _ = state.files.preload(values);
+            if state.files.preload(values).is_ok() {
+                state.files.prefetch_hinted().await;
+            }
         }
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| state.limiter());

@@ -10,6 +10,7 @@
 pub mod conformance;
 mod fault;
 pub(crate) mod inflight;
+mod latency;
 mod memory;
 mod ownership;
 mod redb;
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use crate::actor_id::ActorId;
 
 pub use fault::{FaultKv, FaultPlan};
+pub use latency::LatencyKv;
 pub use memory::{KvCounters, MemoryKv};
 pub use ownership::{ClaimRequest, Claimed, Fence, Takeover};
 pub(crate) use ownership::Owners;

@@ -27,7 +27,8 @@ use bytes::Bytes;
 use crate::codes as sqlite;
 
 use super::layout::{
-    CHUNK_SIZE, ChunkIndex, FileTag, chunk_key, chunk_range_end, decode_meta, encode_meta, meta_key,
+    CHUNK_SIZE, ChunkIndex, FileTag, MAX_WAKE_HINT, chunk_key, chunk_range_end, decode_meta, decode_wake_hint, encode_meta,
+    encode_wake_hint, meta_key, wake_hint_key,
 };
 use crate::actor_id::ActorId;
 use crate::guest::watchdog::TickSleep;
@@ -186,6 +187,13 @@ pub struct ActorFiles {
     fence: Fence,
     /// A write was refused because another host claimed the actor.
     ownership_lost: Option<KvError>,
+    /// The wake hint as stored, and the chunks it lists still to fetch.
+    stored_hint: Vec<u32>,
+    hinted: Vec<u32>,
+    /// Database chunks read since the wake, until its first call ended
+    /// (`None` after): the next wake hint.
+    wake_reads: Option<std::collections::BTreeSet<u32>>,
+    recorded_hint: Vec<u32>,
     limits: KvLimits,
     /// Buffered bytes of one file past which `finish_write` flushes it.
     flush_threshold: usize,
@@ -224,6 +232,10 @@ impl ActorFiles {
             actor,
             fence: Fence::UNCLAIMED,
             ownership_lost: None,
+            stored_hint: Vec::new(),
+            hinted: Vec::new(),
+            wake_reads: None,
+            recorded_hint: Vec::new(),
             limits,
             flush_threshold: FLUSH_THRESHOLD,
             max_size: MAX_FILE_SIZE,
@@ -250,24 +262,32 @@ impl ActorFiles {
         self.ownership_lost.as_ref()
     }
 
-    /// The keys a wake reads while it claims the actor: every file's meta
-    /// and the first chunk of the database, so that opening it needs no
-    /// further round trip. [`ActorFiles::preload`] takes their values.
+    /// The keys a wake reads while it claims the actor: every file's meta,
+    /// the first chunk of the database and the wake hint, so that opening
+    /// it needs no further round trip. [`ActorFiles::preload`] takes their
+    /// values.
     pub fn wake_keys() -> Vec<Bytes> {
         let mut keys: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
         keys.push(chunk_key(FileTag::Main, ChunkIndex(0)));
+        keys.push(wake_hint_key());
         keys
     }
 
-    /// Loads the values of [`ActorFiles::wake_keys`], read by the claim.
+    /// Loads the values of [`ActorFiles::wake_keys`], read by the claim, and
+    /// starts recording the next wake hint.
     pub fn preload(&mut self, values: Vec<Option<Bytes>>) -> Result<(), ResultCode> {
         let keys = Self::wake_keys();
         let mut values = match answered_all(&keys, values) {
             Ok(v) => v,
             Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
         };
-        let first_chunk = values.pop().expect("wake_keys ends with a chunk");
+        let hint = values.pop().expect("wake_keys ends with the hint");
+        let first_chunk = values.pop().expect("then the first chunk");
         self.load_metas(values)?;
+        self.wake_reads = Some(Default::default());
+        self.stored_hint = hint.as_deref().and_then(decode_wake_hint).unwrap_or_default();
+        let chunks = ChunkIndex::count_for(self.files[FileTag::Main.index()].kv_valid);
+        self.hinted = self.stored_hint.iter().copied().filter(|i| *i > 0 && u64::from(*i) < chunks).collect();
         let file = &mut self.files[FileTag::Main.index()];
         if let Some(value) = first_chunk
             && file.kv_valid > 0
@@ -279,6 +299,53 @@ impl ActorFiles {
             file.debug_check();
         }
         Ok(())
+    }
+
+    /// Fetches the chunks the wake hint lists, in one batch, ahead of the
+    /// reads that will want them. Only a hint: a failure fetches nothing.
+    pub async fn prefetch_hinted(&mut self) {
+        let hinted = std::mem::take(&mut self.hinted);
+        if hinted.is_empty() || hinted.len() > self.limits.max_keys_per_batch {
+            return;
+        }
+        let keys: Vec<Bytes> = hinted.iter().map(|i| chunk_key(FileTag::Main, ChunkIndex(*i))).collect();
+        let Ok(Ok(values)) =
+            within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await.map(|v| answered_all(&keys, v))
+        else {
+            return;
+        };
+        let file = &mut self.files[FileTag::Main.index()];
+        for (index, value) in hinted.into_iter().zip(values) {
+            let mut chunk = vec![0u8; CHUNK_SIZE].into_boxed_slice();
+            if let Some(value) = value {
+                let valid = (file.kv_valid - ChunkIndex(index).offset()).min(CHUNK_SIZE as u64) as usize;
+                let n = value.len().min(valid);
+                chunk[..n].copy_from_slice(&value[..n]);
+            }
+            file.prefetched.insert(index, chunk);
+        }
+        file.debug_check();
+    }
+
+    /// Ends the recording of the next wake hint (after the wake's first
+    /// call).
+    pub fn end_wake_window(&mut self) {
+        if let Some(reads) = self.wake_reads.take() {
+            self.recorded_hint = reads.into_iter().take(MAX_WAKE_HINT).collect();
+        }
+    }
+
+    /// Stores the wake hint this wake recorded, when it differs from the
+    /// stored one. Only a hint: a failure is ignored.
+    pub async fn save_wake_hint(&mut self) {
+        self.end_wake_window();
+        if self.recorded_hint.is_empty() || self.recorded_hint == self.stored_hint {
+            return;
+        }
+        let entry = vec![(wake_hint_key(), encode_wake_hint(&self.recorded_hint))];
+        if self.write_kv(|kv, actor, fence| async move { kv.batch_put(&actor, fence, &entry).await }).await.is_ok() {
+            self.stored_hint = std::mem::take(&mut self.recorded_hint);
+        }
     }
 
     /// Bounds each KV operation to `timeout`, on a backend that may make
@@ -589,7 +656,10 @@ impl ActorFiles {
     async fn fetch_chunks(&mut self, tag: FileTag, indices: &[u32]) -> Result<Vec<Box<[u8]>>, KvError> {
         let file = &mut self.files[tag.index()];
         if indices.iter().all(|i| file.prefetched.contains_key(i)) {
-            return Ok(indices.iter().map(|i| file.prefetched.remove(i).expect("checked")).collect());
+            // SQLite reads page 1 twice while it opens the database (the
+            // header, then the page): the first chunk stays for the second.
+            let mut take = |i: &u32| if *i == 0 { file.prefetched.get(i).cloned() } else { file.prefetched.remove(i) };
+            return Ok(indices.iter().map(|i| take(i).expect("checked")).collect());
         }
         let kv_valid = file.kv_valid;
         let mut out = Vec::with_capacity(indices.len());
@@ -630,6 +700,12 @@ impl ActorFiles {
         let (Some(first), Some(last)) = (ChunkIndex::containing(offset), ChunkIndex::containing(end - 1)) else {
             return self.fail(sqlite::SQLITE_IOERR_READ, format!("read at offset {offset} is past the largest file"));
         };
+        if tag == FileTag::Main
+            && let Some(reads) = &mut self.wake_reads
+            && reads.len() < MAX_WAKE_HINT
+        {
+            reads.extend((first.0.max(1)..=last.0).take(MAX_WAKE_HINT - reads.len()));
+        }
         let mut missing: Vec<u32> = (first.0..=last.0)
             .filter(|i| !file.dirty.contains_key(i) && ChunkIndex(*i).offset() < file.kv_valid)
             .collect();

@@ -11,6 +11,16 @@
 //! Tags: 0 main database, 1 rollback journal, 2 WAL, 3 shared memory (never
 //! used: the guest runs in exclusive locking mode). A missing chunk, or the
 //! part of a chunk past its stored length, reads as zeros.
+//!
+//! One key is wasqlite's own, beside rivetkit's files (which never read it):
+//!
+//! ```text
+//! wake hint  [ 0x08 | 0x02 ]   value [ 0x01 | chunk index, u32 BE ... ]
+//! ```
+//!
+//! the database chunks that the actor's last wake read beyond page 1, so
+//! that the next wake fetches them in one batch instead of one round trip
+//! per B-tree level. Only a hint: a bad value is ignored.
 
 use bytes::Bytes;
 
@@ -94,6 +104,33 @@ pub fn meta_key(tag: FileTag) -> Bytes {
 pub fn chunk_key(tag: FileTag, index: ChunkIndex) -> Bytes {
     let i = index.0.to_be_bytes();
     Bytes::copy_from_slice(&[PREFIX[0], PREFIX[1], CHUNK, tag as u8, i[0], i[1], i[2], i[3]])
+}
+
+/// Most chunks a wake hint lists.
+pub const MAX_WAKE_HINT: usize = 48;
+
+/// The key of the wake hint.
+pub fn wake_hint_key() -> Bytes {
+    Bytes::copy_from_slice(&[PREFIX[0], 0x02])
+}
+
+/// A wake hint's value for `chunks` (at most [`MAX_WAKE_HINT`] are kept).
+pub fn encode_wake_hint(chunks: &[u32]) -> Bytes {
+    let mut value = vec![0x01];
+    for chunk in chunks.iter().take(MAX_WAKE_HINT) {
+        value.extend_from_slice(&chunk.to_be_bytes());
+    }
+    Bytes::from(value)
+}
+
+/// The chunks a wake hint lists, or `None` for a value this version did not
+/// write.
+pub fn decode_wake_hint(value: &[u8]) -> Option<Vec<u32>> {
+    let [0x01, list @ ..] = value else { return None };
+    if list.len() % 4 != 0 || list.len() / 4 > MAX_WAKE_HINT {
+        return None;
+    }
+    Some(list.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes"))).collect())
 }
 
 /// The first key past every chunk of `tag`: the exclusive end of a range
