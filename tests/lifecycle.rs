@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{id, integrity};
-use wasqlite::{Error, Host, HostConfig, MemoryKv, Migrations, params};
+use wasqlite::{Error, Host, HostConfig, Migrations, params};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_churn_destroy_and_survivors() {

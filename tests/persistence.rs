@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{hex_keys, id, integrity, main_chunks, memory_host};
 use wasqlite::vfs::layout::hex;
-use wasqlite::{Host, KvStore, MemoryKv, params};
+use wasqlite::{Host, KvStore, params};
 
 #[tokio::test]
 async fn layout_golden() {

@@ -426,6 +426,10 @@ async fn a_kv_that_does_not_answer_times_out_without_losing_anything() {
     };
     assert!(err.is_io_error() && err.to_string().contains("did not answer a claim"), "{err}");
     kv.set_delay(None);
+    // Without its wake hint the wake fetches page 1 only, so the query must
+    // read.
+    let fence = common::tool_fence(&*kv, "slow").await;
+    kv.batch_delete(&id("slow"), fence, &[wasqlite::vfs::layout::wake_hint_key()]).await.unwrap();
     let mut cold = host.wake("slow").await.unwrap();
     kv.set_delay(Some(Duration::from_secs(2)));
     let err = cold.query("SELECT count(*) FROM t", ()).await.unwrap_err();

@@ -4,6 +4,7 @@
 //! to wakes and writes.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,14 +17,21 @@ use crate::actor_id::ActorId;
 #[derive(Debug)]
 pub struct LatencyKv<K> {
     inner: K,
-    latency: Duration,
+    /// Nanoseconds.
+    latency: AtomicU64,
     counters: Mutex<KvCounters>,
 }
 
 impl<K: KvStore> LatencyKv<K> {
     /// Wraps `inner`; each call first waits `latency`.
     pub fn new(inner: K, latency: Duration) -> Self {
+        let latency = AtomicU64::new(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
         LatencyKv { inner, latency, counters: Mutex::default() }
+    }
+
+    /// Changes the time each later call waits.
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency.store(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// The wrapped store.
@@ -44,10 +52,9 @@ impl<K: KvStore> LatencyKv<K> {
     async fn round_trip(&self, what: &'static str, actor: &(dyn std::fmt::Display + Sync), count: impl FnOnce(&mut KvCounters)) {
         tracing::trace!("{what} of {actor}");
         count(&mut self.counters.lock().unwrap_or_else(|p| p.into_inner()));
-        if self.latency.is_zero() {
-            tokio::task::yield_now().await;
-        } else {
-            tokio::time::sleep(self.latency).await;
+        match self.latency.load(Ordering::Relaxed) {
+            0 => tokio::task::yield_now().await,
+            nanos => tokio::time::sleep(Duration::from_nanos(nanos)).await,
         }
     }
 }

@@ -20,6 +20,7 @@ mod engine;
 mod measure;
 mod mixed;
 mod parallel;
+mod remote;
 mod plot;
 mod sql;
 mod sql_db;
@@ -49,6 +50,9 @@ pub(crate) enum BenchCommand {
     /// Throughput of many actors working at once on 1 worker thread
     /// against 2.
     Parallel(parallel::ParallelArgs),
+    /// Wakes, writes and a cold scan over a KV with a round-trip time:
+    /// latency and round trips.
+    Remote(remote::RemoteArgs),
     /// The child process of `bench engine`'s cold-start measurement.
     #[command(hide = true)]
     ColdStart(engine::ColdStartArgs),
@@ -62,6 +66,7 @@ pub(crate) async fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Sql(args) => sql::run(args).await,
         BenchCommand::Engine(args) => engine::run(args).await,
         BenchCommand::Parallel(args) => parallel::run(args).await,
+        BenchCommand::Remote(args) => remote::run(args).await,
         BenchCommand::ColdStart(args) => engine::cold_start_child(args).await,
     }
 }

@@ -66,6 +66,10 @@ pub(crate) struct SqlArgs {
     /// Backends, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "memory,redb,native")]
     backends: Vec<Backend>,
+    /// The Redis Cluster of the `redis` backend (`redis://HOST:PORT,...`);
+    /// the run's keys get a fresh prefix.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
     /// Where to put the temporary redb and native files (default: the
     /// system temp dir).
     #[arg(long, value_name = "DIR")]
@@ -116,6 +120,7 @@ impl Workload {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Backend {
     Memory,
+    Redis,
     Redb,
     Native,
 }
@@ -124,6 +129,7 @@ impl Backend {
     fn name(self) -> &'static str {
         match self {
             Backend::Memory => "memory",
+            Backend::Redis => "redis",
             Backend::Redb => "redb",
             Backend::Native => "native",
         }
@@ -142,6 +148,7 @@ struct Backends {
     dir: tempfile::TempDir,
     memory: Host,
     redb: Option<Host>,
+    redis: Option<Host>,
 }
 
 impl Backends {
@@ -159,7 +166,16 @@ impl Backends {
             }
             false => None,
         };
-        Ok(Backends { dir, memory, redb })
+        let redis = match (args.backends.contains(&Backend::Redis), &args.redis) {
+            (false, _) => None,
+            (true, None) => bail!("the redis backend needs --redis URL"),
+            (true, Some(url)) => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let url = format!("{url}{separator}prefix=bench-{:08x}", rand::random::<u32>());
+                Some(Host::new(wasqlite::kv::open_store(&url)?).context("starting the WebAssembly host")?)
+            }
+        };
+        Ok(Backends { dir, memory, redb, redis })
     }
 
     /// A fresh database named `name` on `backend`.
@@ -167,6 +183,7 @@ impl Backends {
         Ok(match backend {
             Backend::Memory => Db::Wasm(Box::new(self.memory.wake(name).await?)),
             Backend::Redb => Db::Wasm(Box::new(self.redb.as_ref().context("no redb host")?.wake(name).await?)),
+            Backend::Redis => Db::Wasm(Box::new(self.redis.as_ref().context("no redis host")?.wake(name).await?)),
             Backend::Native => Db::open_native(&self.dir.path().join(format!("{name}.sqlite")))?,
         })
     }
