@@ -52,9 +52,19 @@ impl<K: KvStore> LatencyKv<K> {
     async fn round_trip(&self, what: &'static str, actor: &(dyn std::fmt::Display + Sync), count: impl FnOnce(&mut KvCounters)) {
         tracing::trace!("{what} of {actor}");
         count(&mut self.counters.lock().unwrap_or_else(|p| p.into_inner()));
-        match self.latency.load(Ordering::Relaxed) {
-            0 => tokio::task::yield_now().await,
-            nanos => tokio::time::sleep(Duration::from_nanos(nanos)).await,
+        // tokio's timers tick in milliseconds: a shorter round trip is
+        // waited out by yielding until it has passed.
+        let latency = Duration::from_nanos(self.latency.load(Ordering::Relaxed));
+        if latency >= Duration::from_millis(5) {
+            tokio::time::sleep(latency).await;
+        } else {
+            let until = std::time::Instant::now() + latency;
+            loop {
+                tokio::task::yield_now().await;
+                if std::time::Instant::now() >= until {
+                    break;
+                }
+            }
         }
     }
 }

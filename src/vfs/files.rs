@@ -55,11 +55,15 @@ const OPEN_TYPES: i32 = sqlite::SQLITE_OPEN_MAIN_DB
     | sqlite::SQLITE_OPEN_SUPER_JOURNAL
     | sqlite::SQLITE_OPEN_WAL;
 
-/// Most chunks a cold read fetches ahead when SQLite reads sequentially.
+/// Most chunks a cold read fetches ahead when SQLite reads sequentially,
+/// from a store in this process, and across a network: there a round trip
+/// costs far more than the bytes, so one batch carries up to 1 MiB.
 const READAHEAD_MAX: u32 = 32;
+const READAHEAD_MAX_REMOTE: u32 = 256;
 
-/// Most prefetched chunks one file keeps waiting to be read.
-const PREFETCH_CAPACITY: usize = 64;
+/// Most prefetched chunks one file keeps waiting to be read, beyond one
+/// read-ahead window.
+const PREFETCH_SLACK: usize = 32;
 
 /// Bytes of a rollback journal's header that say whether it is hot: its
 /// magic number, zeroed at the commit point (SQLite's zeroJournalHdr).
@@ -190,8 +194,11 @@ pub struct ActorFiles {
     /// The wake hint as stored, and the chunks it lists still to fetch.
     stored_hint: Vec<u32>,
     hinted: Vec<u32>,
+    /// Most chunks one sequential read fetches ahead.
+    readahead_max: u32,
     /// Database chunks read since the wake, until its first call ended
-    /// (`None` after): the next wake hint.
+    /// (`None` after): the next wake hint. Only for a store that makes
+    /// callers wait: one in this process has no round trips to save.
     wake_reads: Option<std::collections::BTreeSet<u32>>,
     recorded_hint: Vec<u32>,
     limits: KvLimits,
@@ -227,6 +234,7 @@ pub struct ActorFiles {
 impl ActorFiles {
     pub fn new(kv: Arc<dyn KvStore>, actor: ActorId) -> ActorFiles {
         let limits = kv.limits();
+        let immediate = kv.answers_immediately();
         ActorFiles {
             kv,
             actor,
@@ -236,6 +244,7 @@ impl ActorFiles {
             hinted: Vec::new(),
             wake_reads: None,
             recorded_hint: Vec::new(),
+            readahead_max: if immediate { READAHEAD_MAX } else { READAHEAD_MAX_REMOTE },
             limits,
             flush_threshold: FLUSH_THRESHOLD,
             max_size: MAX_FILE_SIZE,
@@ -284,8 +293,10 @@ impl ActorFiles {
         let hint = values.pop().expect("wake_keys ends with the hint");
         let first_chunk = values.pop().expect("then the first chunk");
         self.load_metas(values)?;
-        self.wake_reads = Some(Default::default());
-        self.stored_hint = hint.as_deref().and_then(decode_wake_hint).unwrap_or_default();
+        if !self.kv.answers_immediately() {
+            self.wake_reads = Some(Default::default());
+            self.stored_hint = hint.as_deref().and_then(decode_wake_hint).unwrap_or_default();
+        }
         let chunks = ChunkIndex::count_for(self.files[FileTag::Main.index()].kv_valid);
         self.hinted = self.stored_hint.iter().copied().filter(|i| *i > 0 && u64::from(*i) < chunks).collect();
         let file = &mut self.files[FileTag::Main.index()];
@@ -331,7 +342,16 @@ impl ActorFiles {
     /// call).
     pub fn end_wake_window(&mut self) {
         if let Some(reads) = self.wake_reads.take() {
-            self.recorded_hint = reads.into_iter().take(MAX_WAKE_HINT).collect();
+            // This wake's pages first, then those of earlier wakes, so that
+            // wakes whose first calls differ all find theirs.
+            let mut hint: Vec<u32> = reads.into_iter().collect();
+            for chunk in &self.stored_hint {
+                if !hint.contains(chunk) {
+                    hint.push(*chunk);
+                }
+            }
+            hint.truncate(MAX_WAKE_HINT);
+            self.recorded_hint = hint;
         }
     }
 
@@ -339,7 +359,9 @@ impl ActorFiles {
     /// stored one. Only a hint: a failure is ignored.
     pub async fn save_wake_hint(&mut self) {
         self.end_wake_window();
-        if self.recorded_hint.is_empty() || self.recorded_hint == self.stored_hint {
+        let unchanged = self.recorded_hint.len() == self.stored_hint.len()
+            && self.recorded_hint.iter().all(|c| self.stored_hint.contains(c));
+        if self.recorded_hint.is_empty() || unchanged {
             return;
         }
         let entry = vec![(wake_hint_key(), encode_wake_hint(&self.recorded_hint))];
@@ -723,7 +745,7 @@ impl ActorFiles {
         };
         let file = &mut self.files[tag.index()];
         for (index, chunk) in missing.drain(wanted..).zip(fetched.drain(wanted..)) {
-            if file.prefetched.len() >= PREFETCH_CAPACITY {
+            if file.prefetched.len() >= self.readahead_max as usize + PREFETCH_SLACK {
                 file.prefetched.pop_first();
             }
             file.prefetched.insert(index, chunk);
@@ -754,7 +776,7 @@ impl ActorFiles {
     fn plan_readahead(&mut self, tag: FileTag, first: u32, last: u32, missing: &mut Vec<u32>) {
         let file = &mut self.files[tag.index()];
         let sequential = file.last_miss.is_some_and(|m| first == m.wrapping_add(1));
-        file.readahead = if sequential { (file.readahead * 2).clamp(4, READAHEAD_MAX) } else { 0 };
+        file.readahead = if sequential { (file.readahead * 2).clamp(4, self.readahead_max) } else { 0 };
         let end = (ChunkIndex::count_for(file.kv_valid).min(u64::from(u32::MAX)) as u32).min(last.saturating_add(1 + file.readahead));
         let extra = (last + 1..end).filter(|i| !file.dirty.contains_key(i) && !file.prefetched.contains_key(i));
         missing.extend(extra);
