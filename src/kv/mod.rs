@@ -155,6 +155,10 @@ impl KvError {
 
 /// An actor's key-value storage, as the VFS sees it.
 ///
+/// A backend written outside this crate checks itself against the contract
+/// below with `wasqlite::kv::conformance::check_all` (the `conformance`
+/// feature), as tests/kv_conformance.rs does for memory, redb and Redis.
+///
 /// # Contract
 ///
 /// - Every method acts on one actor's namespace only.
