@@ -494,3 +494,62 @@ fn export_of_a_crafted_size_is_one_line() {
         assert!(!target.exists());
     }
 }
+
+/// The Redis Cluster of `WASQLITE_TEST_REDIS` as a store with a prefix of
+/// its own; `None` (a skip, but not under CI) when unset.
+fn redis_store() -> Option<Store> {
+    let Ok(url) = std::env::var("WASQLITE_TEST_REDIS") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must run the Redis tests: set WASQLITE_TEST_REDIS");
+        eprintln!("WASQLITE_TEST_REDIS is not set: skipping");
+        return None;
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let url = format!("{url}?prefix=cli-{}-{nanos}", std::process::id());
+    Some(Store { dir: tempfile::tempdir().unwrap(), url })
+}
+
+/// Separate `wasqlite` processes over one Redis Cluster serve an actor in
+/// turn; while one holds it, another is told who does; a dump from Redis
+/// loaded into redb is the same database.
+#[test]
+fn processes_share_actors_on_a_redis_cluster_and_dumps_move_to_redb() {
+    let Some(redis) = redis_store() else { return };
+    redis.exec("shared", "CREATE TABLE t(x INTEGER)");
+    for i in 0..4 {
+        redis.exec("shared", &format!("INSERT INTO t VALUES ({i})"));
+    }
+    assert_eq!(redis.exec("shared", "SELECT group_concat(x) AS xs FROM t"), "xs\n0,1,2,3\n");
+
+    // A shell holds the actor awake, so its lease lives: an exec elsewhere
+    // is refused with one line naming the holder, and works once it ends.
+    let mut shell = std::process::Command::new(assert_cmd::cargo::cargo_bin!("wasqlite"))
+        .args(["shell", "--actor", "shared", "--store", &redis.url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = shell.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(shell.stdout.take().unwrap());
+    use std::io::{BufRead, Write};
+    writeln!(stdin, "SELECT 'holding' AS status;").unwrap();
+    let mut line = String::new();
+    while !line.contains("holding") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the shell ended early");
+    }
+    let err = redis.fails(&["exec", "--actor", "shared", "SELECT 1"]);
+    assert!(err.contains("owned by wasqlite-") || err.contains("owned by host-"), "{err}");
+    drop(stdin);
+    assert!(shell.wait().unwrap().success());
+    assert_eq!(redis.exec("shared", "SELECT count(*) AS n FROM t"), "n\n4\n");
+
+    let dump = redis.path("shared.jsonl");
+    redis.ok(&["kv", "dump", "--actor", "shared", dump.to_str().unwrap()]);
+    let redb = Store::new();
+    redb.ok(&["kv", "load", "--actor", "shared", dump.to_str().unwrap()]);
+    let query = "SELECT x FROM t ORDER BY x";
+    assert_eq!(redb.exec("shared", query), redis.exec("shared", query));
+    assert_eq!(redb.exec("shared", "PRAGMA integrity_check"), "integrity_check\nok\n");
+    redis.ok(&["actors", "destroy", "shared"]);
+}

@@ -639,6 +639,39 @@ mod tests {
     pub(super) const POISON_KEY: &[u8] = b"\xffpoison";
 
     #[test]
+    fn a_stale_fence_fails_its_request_alone_and_the_group_commits_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("kv.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(TABLE).unwrap();
+        txn.commit().unwrap();
+        let owners = Mutex::new(Owners::default());
+        let request = ClaimRequest { owner: "b", ttl: std::time::Duration::from_secs(60), takeover: super::super::Takeover::IfFree, read: &[] };
+        let current = owners.lock().unwrap().claim(&actor("moved"), &request).unwrap();
+
+        let mut answers = Vec::new();
+        let mut group = Vec::new();
+        let ops = [("a", Fence::UNCLAIMED), ("moved", Fence::UNCLAIMED), ("moved", current), ("c", Fence::UNCLAIMED)];
+        for (id, fence) in ops {
+            let (reply, answer) = oneshot::channel();
+            let op = WriteOp::Put(vec![(b(b"k"), b(format!("{fence:?}").as_bytes()))]);
+            group.push(Request { actor: actor(id), fence, op, reply });
+            answers.push(answer);
+        }
+        turn_away_stale_fences(&mut group, &owners);
+        let counters = Counters::default();
+        process(&db, &mut group, &counters);
+        let results: Vec<_> = answers.into_iter().map(|mut a| a.try_recv().expect("answered")).collect();
+        assert!(matches!(results[1], Err(KvError::OwnershipLost { held: 0, current: 1 })), "{results:?}");
+        assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok(), "{results:?}");
+        assert_eq!(counters.commits.load(Ordering::Relaxed), 1, "the group did not commit as one");
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(TABLE).unwrap();
+        let moved = table.get(b"moved\0k".as_slice()).unwrap().unwrap().value().to_vec();
+        assert_eq!(moved, format!("{current:?}").into_bytes());
+    }
+
+    #[test]
     fn a_bad_request_fails_alone_and_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("kv.redb")).unwrap();

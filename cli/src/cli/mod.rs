@@ -81,7 +81,10 @@ impl StoreArg {
     /// user's SQL (`--timeout`).
     pub(crate) fn host(&self) -> Result<Host> {
         let limits = wasqlite::Limits { call_timeout: None, ..Default::default() };
-        Host::with_config(self.open()?, HostConfig { limits, ..Default::default() }).context("starting the WebAssembly host")
+        // Named after the process, so that a refused wake elsewhere says
+        // which one holds the actor.
+        let lease = wasqlite::LeaseConfig { owner: Some(owner_name()), ..Default::default() };
+        Host::with_config(self.open()?, HostConfig { limits, lease, ..Default::default() }).context("starting the WebAssembly host")
     }
 }
 
@@ -124,7 +127,7 @@ pub(crate) struct ToolClaim {
 impl ToolClaim {
     /// Claims `id`, failing while a host holds a live lease on it.
     pub(crate) async fn take(kv: &Arc<dyn KvStore>, id: &ActorId) -> Result<ToolClaim> {
-        let owner = format!("wasqlite-cli-{}", std::process::id());
+        let owner = owner_name();
         let request = wasqlite::kv::ClaimRequest {
             owner: &owner,
             ttl: Duration::from_secs(60),
@@ -139,6 +142,11 @@ impl ToolClaim {
     pub(crate) async fn release(self) {
         let _ = self.kv.release(&self.id, self.fence).await;
     }
+}
+
+/// This process's name in the leases it takes.
+fn owner_name() -> String {
+    format!("wasqlite-cli-{}", std::process::id())
 }
 
 /// Parses the command line's actor id, with the rule it broke.
