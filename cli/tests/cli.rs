@@ -539,10 +539,13 @@ fn processes_share_actors_on_a_redis_cluster_and_dumps_move_to_redb() {
         assert!(stdout.read_line(&mut line).unwrap() > 0, "the shell ended early");
     }
     let err = redis.fails(&["exec", "--actor", "shared", "SELECT 1"]);
-    assert!(err.contains("owned by wasqlite-") || err.contains("owned by host-"), "{err}");
+    assert!(err.contains(&format!("owned by wasqlite-cli-{}", shell.id())), "{err}");
+    // --take-over fences the shell out: its next write lands nothing.
+    redis.ok(&["exec", "--actor", "shared", "--take-over", "INSERT INTO t VALUES (9)"]);
+    writeln!(stdin, "INSERT INTO t VALUES (10);").unwrap();
     drop(stdin);
-    assert!(shell.wait().unwrap().success());
-    assert_eq!(redis.exec("shared", "SELECT count(*) AS n FROM t"), "n\n4\n");
+    assert!(!shell.wait().unwrap().success(), "the fenced-out shell's write succeeded");
+    assert_eq!(redis.exec("shared", "SELECT group_concat(x) AS xs FROM t"), "xs\n0,1,2,3,9\n");
 
     let dump = redis.path("shared.jsonl");
     redis.ok(&["kv", "dump", "--actor", "shared", dump.to_str().unwrap()]);

@@ -45,7 +45,7 @@ pub(crate) async fn run(command: ActorsCommand) -> Result<ExitCode> {
             if keys == 0 {
                 bail!("actor {id} has no data in {}", args.store.store);
             }
-            let claim = ToolClaim::take(&kv, &id).await?;
+            let claim = ToolClaim::take(&kv, &id, args.store.take_over).await?;
             let deleted = kv.delete_actor(&id, claim.fence).await.with_context(|| format!("destroying actor {id}"));
             claim.release().await;
             deleted?;

@@ -39,7 +39,7 @@ pub(crate) async fn run(command: DebugCommand) -> Result<ExitCode> {
     let DebugCommand::WriteLoop(args) = command;
     let id = actor_id(&args.actor)?;
     let host = args.store.host()?;
-    let mut actor = host.wake(id.as_str()).await?;
+    let mut actor = args.store.wake(&host, &id).await?;
     actor
         .execute_batch(
             "CREATE TABLE IF NOT EXISTS txn(n INTEGER NOT NULL, part INTEGER NOT NULL, \

@@ -194,7 +194,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     for id in old {
         let kv = kv.clone();
         deletes.spawn(async move {
-            let claim = ToolClaim::take(&kv, &id).await?;
+            let claim = ToolClaim::take(&kv, &id, args.store.take_over).await?;
             let deleted = kv.delete_actor(&id, claim.fence).await;
             claim.release().await;
             deleted.with_context(|| format!("deleting actor {id} of an earlier run"))

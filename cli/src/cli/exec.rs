@@ -40,7 +40,7 @@ pub(crate) async fn run(args: ExecArgs) -> Result<ExitCode> {
     let host = args.store.host()?;
     let params = args.params.iter().map(|p| sql::parse_param(p, args.text)).collect();
     let timeout = args.timeout.get()?;
-    let mut actor = host.wake(id.as_str()).await.with_context(|| format!("waking actor {id}"))?;
+    let mut actor = args.store.wake(&host, &id).await?;
     actor.set_call_timeout(timeout);
     let stdout = std::io::stdout();
     let result = sql::run_statements(&mut actor, &args.sql, params, sql::Delivery::Batches, |rows, first| {

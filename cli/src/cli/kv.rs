@@ -116,7 +116,7 @@ async fn load(args: LoadArgs) -> Result<ExitCode> {
         count += 1;
     }
 
-    let claim = ToolClaim::take(&kv, &id).await?;
+    let claim = ToolClaim::take(&kv, &id, args.store.take_over).await?;
     let loaded = write_entries(&*kv, &id, claim.fence, &mut file, &source, max_line, args.force).await;
     claim.release().await;
     loaded?;

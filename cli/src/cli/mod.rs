@@ -64,12 +64,24 @@ enum Command {
 /// The `--store` option every command takes.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct StoreArg {
-    /// Where actors live: `memory` or `redb:PATH`.
+    /// Where actors live: `memory`, `redb:PATH` or
+    /// `redis://HOST:PORT[,HOST:PORT...]`.
     #[arg(long, value_name = "STORE", default_value = DEFAULT_STORE)]
     pub(crate) store: String,
+    /// Wake the actor even while another process holds its lease: that
+    /// process can write nothing more to it. Only when it is gone or must
+    /// let go.
+    #[arg(long)]
+    pub(crate) take_over: bool,
 }
 
 impl StoreArg {
+    /// Wakes `id` on `host`, taking it over if `--take-over` says so.
+    pub(crate) async fn wake(&self, host: &Host, id: &ActorId) -> Result<wasqlite::Actor> {
+        let woken = if self.take_over { host.take_over(id.as_str()).await } else { host.wake(id.as_str()).await };
+        woken.with_context(|| format!("waking actor {id}"))
+    }
+
     /// Opens the store.
     pub(crate) fn open(&self) -> Result<Arc<dyn KvStore>> {
         Ok(wasqlite::kv::open_store(&self.store)?)
@@ -125,13 +137,14 @@ pub(crate) struct ToolClaim {
 }
 
 impl ToolClaim {
-    /// Claims `id`, failing while a host holds a live lease on it.
-    pub(crate) async fn take(kv: &Arc<dyn KvStore>, id: &ActorId) -> Result<ToolClaim> {
+    /// Claims `id`, failing while a host holds a live lease on it unless
+    /// `take_over`.
+    pub(crate) async fn take(kv: &Arc<dyn KvStore>, id: &ActorId, take_over: bool) -> Result<ToolClaim> {
         let owner = owner_name();
         let request = wasqlite::kv::ClaimRequest {
             owner: &owner,
             ttl: Duration::from_secs(60),
-            takeover: wasqlite::kv::Takeover::IfFree,
+            takeover: if take_over { wasqlite::kv::Takeover::Force } else { wasqlite::kv::Takeover::IfFree },
             read: &[],
         };
         let claimed = kv.claim(id, &request).await.with_context(|| format!("claiming actor {id}"))?;

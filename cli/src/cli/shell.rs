@@ -105,7 +105,7 @@ pub(crate) fn run(args: ShellArgs, runtime: &Runtime) -> Result<ExitCode> {
     let id = actor_id(&args.actor)?;
     let host = args.store.host()?;
     let timeout = args.timeout.get()?;
-    let mut actor = runtime.block_on(host.wake(id.as_str())).with_context(|| format!("waking actor {id}"))?;
+    let mut actor = runtime.block_on(args.store.wake(&host, &id))?;
     actor.set_call_timeout(timeout);
     let mut input = Input::open();
     let running = Arc::new(AtomicBool::new(false));

@@ -125,7 +125,7 @@ pub(crate) async fn export(args: ExportArgs) -> Result<ExitCode> {
     }
     // Reading the schema makes SQLite roll back a hot journal, if a crash
     // left one; sleeping then closes the database cleanly.
-    let mut actor = host.wake(id.as_str()).await.with_context(|| format!("waking actor {id}"))?;
+    let mut actor = args.store.wake(&host, &id).await?;
     actor.query("SELECT count(*) FROM sqlite_schema", ()).await.with_context(|| format!("reading actor {id}"))?;
     actor.sleep().await.with_context(|| format!("sleeping actor {id}"))?;
 
@@ -242,7 +242,7 @@ pub(crate) async fn import(args: ImportArgs) -> Result<ExitCode> {
     // Waking rolls back a hot journal the old database may have; the
     // replacement then journals the old pages, so that a crash part-way
     // leaves the old database, never an empty or mixed one.
-    let mut actor = host.wake(id.as_str()).await.with_context(|| format!("waking actor {id}"))?;
+    let mut actor = args.store.wake(&host, &id).await?;
     let mut reader = std::io::BufReader::new(std::fs::File::open(source.path()).with_context(|| format!("reading {}", file.display()))?);
     let replaced = actor.replace_database(&mut reader, size).await.with_context(|| format!("importing {} into actor {id}", file.display()));
     let check = match replaced {
