@@ -6,6 +6,8 @@
 //! CI runs one seed. For a longer soak:
 //!     WASQLITE_SIM_SEEDS=20 cargo test --release --test simulation -- --nocapture
 
+mod common;
+
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -152,3 +154,43 @@ fn cancel_at_every_poll_on_redb() {
 /// Steps of the cancellation workloads: every one of their polls is a run.
 const CANCEL_STEPS: usize = 60;
 const REDB_CANCEL_STEPS: usize = 40;
+
+/// A fresh store of `kind` (`redb` or `redis`) for one run; `None` when the
+/// Redis Cluster is not configured.
+fn fresh_store(kind: &str) -> Option<Arc<dyn wasqlite::KvStore>> {
+    match kind {
+        "redb" => {
+            let dir = tempfile::tempdir().unwrap().keep();
+            Some(Arc::new(wasqlite::RedbKv::open(dir.join("kv.redb")).unwrap()))
+        }
+        _ => common::redis_store(),
+    }
+}
+
+/// The crash and fault runs on the persistent and the distributed backend:
+/// a shorter workload, every third operation.
+async fn crash_and_fault_on(kind: &'static str) {
+    let Some(store) = fresh_store(kind) else { return };
+    let workload = Arc::new(Workload::generate(3, 40));
+    let ops = wasqlite::simulation::count_ops_on(&workload, store).await.unwrap();
+    let points: Vec<u64> = (0..=ops).step_by(3).collect();
+    let mut interrupted = 0;
+    for &k in &points {
+        let outcome = wasqlite::simulation::crash_at_on(&workload, fresh_store(kind).unwrap(), k).await.unwrap();
+        interrupted += usize::from(outcome.step.is_some());
+        wasqlite::simulation::fault_at_on(&workload, fresh_store(kind).unwrap(), k).await.unwrap();
+    }
+    eprintln!("{kind}: {} crash and fault points of {ops} operations, {interrupted} crashes mid-step", points.len());
+    let before_the_end = points.iter().filter(|k| **k < ops).count();
+    assert_eq!(interrupted, before_the_end, "every crash point before the end interrupts a step");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_and_faults_on_redb() {
+    crash_and_fault_on("redb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_and_faults_on_a_redis_cluster() {
+    crash_and_fault_on("redis").await;
+}

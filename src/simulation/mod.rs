@@ -369,7 +369,17 @@ fn host_over(kv: Arc<dyn KvStore>) -> Host {
 ///
 /// A description of any step that fails without faults.
 pub async fn count_ops(workload: &Workload, limits: KvLimits) -> Result<u64, String> {
-    let kv = Arc::new(FaultKv::new(MemoryKv::with_limits(limits)));
+    count_ops_on(workload, Arc::new(MemoryKv::with_limits(limits))).await
+}
+
+/// As [`count_ops`], over `store` (fresh, holding nothing of the workload's
+/// actor).
+///
+/// # Errors
+///
+/// As [`count_ops`].
+pub async fn count_ops_on(workload: &Workload, store: Arc<dyn KvStore>) -> Result<u64, String> {
+    let kv = Arc::new(FaultKv::new(store));
     let host = host_over(kv.clone());
     let mut actor = None;
     for (i, step) in workload.steps.iter().enumerate() {
@@ -442,7 +452,17 @@ pub struct CrashOutcome {
 ///
 /// A description of the first broken promise.
 pub async fn crash_at(workload: &Workload, limits: KvLimits, k: u64) -> Result<CrashOutcome, String> {
-    let kv = Arc::new(FaultKv::new(MemoryKv::with_limits(limits)));
+    crash_at_on(workload, Arc::new(MemoryKv::with_limits(limits)), k).await
+}
+
+/// As [`crash_at`], over `store` (fresh, holding nothing of the workload's
+/// actor): redb, a Redis Cluster, a backend of your own.
+///
+/// # Errors
+///
+/// As [`crash_at`].
+pub async fn crash_at_on(workload: &Workload, store: Arc<dyn KvStore>, k: u64) -> Result<CrashOutcome, String> {
+    let kv = Arc::new(FaultKv::new(store));
     let host = host_over(kv.clone());
     let mut oracle = Oracle::new();
     let mut actor = None;
@@ -498,7 +518,17 @@ pub struct FaultOutcome {
 ///
 /// A description of the first broken promise.
 pub async fn fault_at(workload: &Workload, limits: KvLimits, k: u64) -> Result<FaultOutcome, String> {
-    let kv = Arc::new(FaultKv::new(MemoryKv::with_limits(limits)));
+    fault_at_on(workload, Arc::new(MemoryKv::with_limits(limits)), k).await
+}
+
+/// As [`fault_at`], over `store` (fresh, holding nothing of the workload's
+/// actor).
+///
+/// # Errors
+///
+/// As [`fault_at`].
+pub async fn fault_at_on(workload: &Workload, store: Arc<dyn KvStore>, k: u64) -> Result<FaultOutcome, String> {
+    let kv = Arc::new(FaultKv::new(store));
     let host = host_over(kv.clone());
     let mut oracle = Oracle::new();
     let mut actor: Option<Actor> = None;
