@@ -60,7 +60,7 @@ pub(crate) struct ChurnArgs {
     /// Tables (each with an index) in each actor's database.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=500))]
     tables: u16,
-    /// Where actors live: `memory` or `redb:PATH`.
+    /// Where actors live: `memory`, `redb:PATH` or `redis://HOST:PORT,...`.
     #[arg(long, value_name = "STORE", default_value = "memory")]
     store: String,
     /// Allocate instances on demand instead of from wasmtime's pooling
