@@ -72,6 +72,9 @@ pub struct RedisOptions {
     /// How long a call waits for a connection or an answer before it fails
     /// (the host's own `kv_timeout` applies on top).
     pub response_timeout: Duration,
+    /// For `rediss://`: a PEM file of the certificate authorities to trust
+    /// instead of the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisOptions {
@@ -81,6 +84,7 @@ impl Default for RedisOptions {
             replicas: 0,
             replica_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(10),
+            ca_file: None,
         }
     }
 }
@@ -266,9 +270,13 @@ fn backend(what: &str, error: &redis::RedisError) -> KvError {
 
 impl RedisKv {
     /// A store over the cluster that `url` names:
-    /// `redis://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][?prefix=P&replicas=N]`
-    /// (`rediss://` for TLS). Any one reachable node is enough; the others
-    /// are found from it. Nothing is connected until the first call.
+    /// `redis://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...][?OPTIONS]`, or
+    /// `rediss://` for TLS (the `redis-tls` feature). Options, `&`-separated:
+    /// `prefix=P` (default `wasqlite`), `replicas=N` and
+    /// `replica_timeout_ms=T` (`WAIT N T` after every write),
+    /// `timeout_ms=T` (per call), `ca=PATH` (a PEM file of the authorities a
+    /// `rediss://` store trusts). Any one reachable node is enough; the
+    /// others are found from it. Nothing is connected until the first call.
     ///
     /// # Errors
     ///
@@ -295,15 +303,21 @@ impl RedisKv {
         // replica timeout: waiting less would turn "too few replicas" into a
         // bare timeout.
         let response_timeout = options.response_timeout.max(options.replica_timeout + Duration::from_secs(1));
-        let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+        let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
             .connection_timeout(options.response_timeout)
-            .response_timeout(response_timeout)
-            .build()
-            .map_err(|e| KvError::Backend(format!("redis nodes {nodes:?}: {e}")))?;
+            .response_timeout(response_timeout);
+        if nodes.iter().any(|n| n.starts_with("rediss://")) {
+            builder = tls(builder, &options)?;
+        } else if options.ca_file.is_some() {
+            return Err(KvError::Backend("a CA file is for rediss:// stores; these nodes use redis://".into()));
+        }
+        // Node URLs may carry a password; messages name the nodes without it.
+        let named: Vec<String> = nodes.iter().map(|n| without_password(n)).collect();
+        let client = builder.build().map_err(|e| KvError::Backend(format!("redis nodes {}: {e}", named.join(","))))?;
         Ok(RedisKv {
             client,
             connection: OnceCell::new(),
-            nodes: nodes.join(","),
+            nodes: named.join(","),
             options,
             scripts: Scripts::new(),
             registered: Mutex::default(),
@@ -412,6 +426,22 @@ impl RedisKv {
         }
         Ok(())
     }
+}
+
+/// TLS for every node: rustls with the ring provider, trusting the CA file
+/// if one is given, the system's authorities otherwise.
+#[cfg(feature = "redis-tls")]
+fn tls(builder: redis::cluster::ClusterClientBuilder, options: &RedisOptions) -> Result<redis::cluster::ClusterClientBuilder, KvError> {
+    // The process may have installed a provider of its own; that one stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(path) = &options.ca_file else { return Ok(builder) };
+    let root_cert = std::fs::read(path).map_err(|e| KvError::Backend(format!("reading CA file {}: {e}", path.display())))?;
+    Ok(builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) }))
+}
+
+#[cfg(not(feature = "redis-tls"))]
+fn tls(_: redis::cluster::ClusterClientBuilder, _: &RedisOptions) -> Result<redis::cluster::ClusterClientBuilder, KvError> {
+    Err(KvError::Backend("rediss:// stores need wasqlite built with the `redis-tls` feature".into()))
 }
 
 fn bytes_of(value: Value, what: &str) -> Result<Option<Bytes>, KvError> {
@@ -609,6 +639,18 @@ impl KvStore for RedisKv {
     }
 }
 
+/// `node` with any password in it replaced by `***`.
+fn without_password(node: &str) -> String {
+    match (node.split_once("://"), node.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let (credentials, host) = rest.rsplit_once('@').expect("has @");
+            let user = credentials.split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => node.to_owned(),
+    }
+}
+
 /// Splits a store URL into node URLs and options.
 fn parse_url(url: &str) -> Result<(Vec<String>, RedisOptions), KvError> {
     let bad = |why: String| KvError::Backend(format!("redis store URL {url:?}: {why}"));
@@ -646,7 +688,8 @@ fn parse_url(url: &str) -> Result<(Vec<String>, RedisOptions), KvError> {
             "timeout_ms" => {
                 options.response_timeout = Duration::from_millis(value.parse().map_err(|_| bad(format!("{pair:?} is not a number")))?)
             }
-            _ => return Err(bad(format!("unknown option {name:?}; known: prefix, replicas, replica_timeout_ms, timeout_ms"))),
+            "ca" => options.ca_file = Some(value.into()),
+            _ => return Err(bad(format!("unknown option {name:?}; known: prefix, replicas, replica_timeout_ms, timeout_ms, ca"))),
         }
     }
     Ok((nodes, options))
@@ -661,6 +704,8 @@ mod tests {
         let (nodes, options) = parse_url("redis://:secret@127.0.0.1:7000,127.0.0.1:7001/?prefix=t1&replicas=1").unwrap();
         assert_eq!(nodes, ["redis://:secret@127.0.0.1:7000", "redis://:secret@127.0.0.1:7001"]);
         assert_eq!((options.prefix.as_str(), options.replicas), ("t1", 1));
+        assert_eq!(without_password(&nodes[0]), "redis://:***@127.0.0.1:7000");
+        assert_eq!(without_password("redis://h:1"), "redis://h:1");
         for bad in ["redis://", "redis://host", "http://h:1", "redis://h:1?replicas=x", "redis://h:1?colour=red", "redis://h:99999"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }

@@ -6,7 +6,8 @@
 //!               directories when missing), group commit on
 //! redis://HOST:PORT[,HOST:PORT...][?prefix=P&replicas=N]
 //!               a RedisKv on a Redis Cluster (with the `redis` feature);
-//!               `redis://USER:PASSWORD@...` for a password
+//!               `redis://USER:PASSWORD@...` for a password, `rediss://`
+//!               for TLS (the `redis-tls` feature)
 //! ```
 //!
 //! [`DEFAULT_STORE`] is what the command line uses when no `--store` is given.
