@@ -122,3 +122,27 @@ async fn redis_cluster_fences_the_old_owner() {
     a_lapsed_lease_refuses_even_reads(redis().unwrap()).await;
     an_actor_moves_between_hosts(redis().unwrap()).await;
 }
+
+/// A busy owner renews its lease as it goes: over four lease lifetimes of
+/// calls, no other host can claim the actor, and no call is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_owner_keeps_its_lease() {
+    let kv = Arc::new(MemoryKv::new());
+    let ttl = Duration::from_millis(200);
+    let (host_a, host_b) = (host(kv.clone(), ttl), host(kv.clone(), ttl));
+    let mut a = host_a.wake("busy").await.unwrap();
+    a.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, note TEXT)").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut writes = 0;
+    while started.elapsed() < ttl * 4 {
+        a.execute("INSERT INTO t(note) VALUES ('a')", ()).await.unwrap();
+        writes += 1;
+        let refused = host_b.wake("busy").await.unwrap_err();
+        assert!(matches!(refused, Error::Kv(KvError::Owned { .. })), "{refused}");
+        tokio::time::sleep(ttl / 8).await;
+    }
+    let renewals = kv.counters(&wasqlite::ActorId::new("busy").unwrap()).lease_calls;
+    assert!(renewals >= 4, "{renewals} renewals over four lifetimes of the lease");
+    assert_eq!(notes(&mut a).await.len(), writes);
+    a.sleep().await.unwrap();
+}
