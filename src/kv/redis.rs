@@ -563,20 +563,31 @@ impl KvStore for RedisKv {
     }
 
     async fn list_actors(&self) -> Result<Vec<ActorId>, KvError> {
-        let mut connection = self.connection().await?;
-        let members: Vec<String> =
-            redis::cmd("SMEMBERS").arg(self.registry()).query_async(&mut connection).await.map_err(|e| backend("list_actors", &e))?;
-        let mut ids = Vec::with_capacity(members.len());
-        for member in members {
-            // An id that does not parse was not written by this library.
-            let Ok(id) = ActorId::new(&member) else { continue };
-            let exists: i64 = redis::cmd("EXISTS")
-                .arg(self.key(&id, "k"))
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| backend("list_actors", &e))?;
-            if exists == 1 {
-                ids.push(id);
+        let connection = self.connection().await?;
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.registry())
+            .query_async(&mut connection.clone())
+            .await
+            .map_err(|e| backend("list_actors", &e))?;
+        // An id that does not parse was not written by this library.
+        let candidates: Vec<ActorId> = members.iter().filter_map(|m| ActorId::new(m).ok()).collect();
+        // Each actor's keys sit in a slot of their own, so the checks cannot
+        // share one pipeline; they run concurrently instead, a wave at a time.
+        let mut ids = Vec::new();
+        for wave in candidates.chunks(LIST_PAGE) {
+            let mut checks = tokio::task::JoinSet::new();
+            for id in wave {
+                let (mut connection, key, id) = (connection.clone(), self.key(id, "k"), id.clone());
+                checks.spawn(async move {
+                    let exists: Result<i64, _> = redis::cmd("EXISTS").arg(key).query_async(&mut connection).await;
+                    (id, exists)
+                });
+            }
+            while let Some(checked) = checks.join_next().await {
+                let (id, exists) = checked.map_err(|e| KvError::Backend(format!("redis list_actors: a check failed: {e}")))?;
+                if exists.map_err(|e| backend("list_actors", &e))? == 1 {
+                    ids.push(id);
+                }
             }
         }
         ids.sort();
