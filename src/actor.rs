@@ -701,9 +701,6 @@ impl Actor {
         if self.poisoned.is_some() {
             return result;
         }
-        if let Some(lost) = self.conn().store.data().files.ownership_lost().cloned() {
-            return Err(self.lose_ownership(lost));
-        }
         // With synchronous=OFF SQLite never syncs; flush here so that a
         // statement that returned has reached the KV.
         let mut result = result;

@@ -176,6 +176,19 @@ fn answered_all(keys: &[Bytes], values: Vec<Option<Bytes>>) -> Result<Vec<Option
     Ok(values)
 }
 
+/// Chunk `index` as the file holds it, from its KV value: zero-padded to
+/// CHUNK_SIZE and zeroed at and past `kv_valid` (which lies past the
+/// chunk's start).
+fn chunk_from_kv(value: Option<&[u8]>, index: u32, kv_valid: u64) -> Box<[u8]> {
+    let mut chunk = vec![0u8; CHUNK_SIZE].into_boxed_slice();
+    if let Some(value) = value {
+        let valid = (kv_valid - ChunkIndex(index).offset()).min(CHUNK_SIZE as u64) as usize;
+        let n = value.len().min(valid);
+        chunk[..n].copy_from_slice(&value[..n]);
+    }
+    chunk
+}
+
 /// What BEGIN_ATOMIC_WRITE saw, restored by a rollback.
 struct AtomicWrite {
     size: u64,
@@ -191,9 +204,8 @@ pub struct ActorFiles {
     fence: Fence,
     /// A write was refused because another host claimed the actor.
     ownership_lost: Option<KvError>,
-    /// The wake hint as stored, and the chunks it lists still to fetch.
+    /// The wake hint as stored.
     stored_hint: Vec<u32>,
-    hinted: Vec<u32>,
     /// Most chunks one sequential read fetches ahead.
     readahead_max: u32,
     /// Database chunks read since the wake, until its first call ended
@@ -241,7 +253,6 @@ impl ActorFiles {
             fence: Fence::UNCLAIMED,
             ownership_lost: None,
             stored_hint: Vec::new(),
-            hinted: Vec::new(),
             wake_reads: None,
             recorded_hint: Vec::new(),
             readahead_max: if immediate { READAHEAD_MAX } else { READAHEAD_MAX_REMOTE },
@@ -297,44 +308,28 @@ impl ActorFiles {
             self.wake_reads = Some(Default::default());
             self.stored_hint = hint.as_deref().and_then(decode_wake_hint).unwrap_or_default();
         }
-        let chunks = ChunkIndex::count_for(self.files[FileTag::Main.index()].kv_valid);
-        self.hinted = self.stored_hint.iter().copied().filter(|i| *i > 0 && u64::from(*i) < chunks).collect();
         let file = &mut self.files[FileTag::Main.index()];
-        if let Some(value) = first_chunk
-            && file.kv_valid > 0
-        {
-            let mut chunk = vec![0u8; CHUNK_SIZE].into_boxed_slice();
-            let n = value.len().min(CHUNK_SIZE).min(file.kv_valid.min(CHUNK_SIZE as u64) as usize);
-            chunk[..n].copy_from_slice(&value[..n]);
-            file.prefetched.insert(0, chunk);
+        if file.kv_valid > 0 {
+            file.prefetched.insert(0, chunk_from_kv(first_chunk.as_deref(), 0, file.kv_valid));
             file.debug_check();
         }
         Ok(())
     }
 
-    /// Fetches the chunks the wake hint lists, in one batch, ahead of the
-    /// reads that will want them. Only a hint: a failure fetches nothing.
+    /// Fetches the chunks the stored wake hint lists, in one batch, ahead of
+    /// the reads that will want them. Only a hint: a failure fetches
+    /// nothing.
     pub async fn prefetch_hinted(&mut self) {
-        let hinted = std::mem::take(&mut self.hinted);
+        let chunks = ChunkIndex::count_for(self.files[FileTag::Main.index()].kv_valid);
+        let hinted: Vec<u32> = self.stored_hint.iter().copied().filter(|i| *i > 0 && u64::from(*i) < chunks).collect();
+        // More than one batch would be more than the one round trip a hint
+        // is worth.
         if hinted.is_empty() || hinted.len() > self.limits.max_keys_per_batch {
             return;
         }
-        let keys: Vec<Bytes> = hinted.iter().map(|i| chunk_key(FileTag::Main, ChunkIndex(*i))).collect();
-        let Ok(Ok(values)) =
-            within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await.map(|v| answered_all(&keys, v))
-        else {
-            return;
-        };
+        let Ok(fetched) = self.fetch_chunks(FileTag::Main, &hinted).await else { return };
         let file = &mut self.files[FileTag::Main.index()];
-        for (index, value) in hinted.into_iter().zip(values) {
-            let mut chunk = vec![0u8; CHUNK_SIZE].into_boxed_slice();
-            if let Some(value) = value {
-                let valid = (file.kv_valid - ChunkIndex(index).offset()).min(CHUNK_SIZE as u64) as usize;
-                let n = value.len().min(valid);
-                chunk[..n].copy_from_slice(&value[..n]);
-            }
-            file.prefetched.insert(index, chunk);
-        }
+        file.prefetched.extend(hinted.into_iter().zip(fetched));
         file.debug_check();
     }
 
@@ -693,13 +688,7 @@ impl ActorFiles {
                 answered_all(&keys, within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await?)?
             };
             for (index, value) in group.iter().zip(values) {
-                let mut chunk = vec![0u8; CHUNK_SIZE].into_boxed_slice();
-                if let Some(value) = value {
-                    let valid = (kv_valid - ChunkIndex(*index).offset()).min(CHUNK_SIZE as u64) as usize;
-                    let n = value.len().min(valid);
-                    chunk[..n].copy_from_slice(&value[..n]);
-                }
-                out.push(chunk);
+                out.push(chunk_from_kv(value.as_deref(), *index, kv_valid));
             }
         }
         Ok(out)
