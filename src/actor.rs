@@ -580,6 +580,21 @@ impl Actor {
         self.conn.as_mut().expect("a call reached an actor whose instance could not be rebuilt")
     }
 
+    /// Whether a failure left the actor unusable until it sleeps.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// What a call checks before it runs, without running one: refuses a
+    /// poisoned actor and renews the lease when due (which finds out
+    /// whether another host has claimed the actor).
+    pub(crate) async fn check_usable(&mut self) -> Result<(), Error> {
+        if let Some(reason) = &self.poisoned {
+            return Err(Error::Poisoned { id: self.id.clone(), reason: reason.clone() });
+        }
+        self.keep_lease().await
+    }
+
     /// The instance generation a `Transaction` begins under.
     pub(crate) fn generation(&self) -> u64 {
         self.generation

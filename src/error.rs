@@ -210,6 +210,34 @@ pub enum Error {
     /// A setting that cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The [`crate::Manager`] found no room to wake the actor within
+    /// [`crate::ManagerConfig::wait_for_room`]: every awake actor was busy
+    /// or held, or the instance pool was full.
+    #[error("no room to wake actor {id} after waiting {waited:?}: {why}")]
+    Overloaded {
+        /// The actor that was to wake.
+        id: ActorId,
+        /// How long the call waited.
+        waited: std::time::Duration,
+        /// What held the room: the budget or the pool.
+        why: String,
+    },
+    /// The [`crate::Manager`] is shutting down and admits no new calls.
+    #[error("the actor manager is shutting down; actor {id} was not reached")]
+    ShuttingDown {
+        /// The actor the call was for.
+        id: ActorId,
+    },
+    /// A [`crate::Session`] ended before this call: it sat unused past its
+    /// timeout, or its actor had to be rebuilt. A transaction it had open was
+    /// rolled back.
+    #[error("the session on actor {id} has ended ({reason}); an open transaction was rolled back")]
+    SessionEnded {
+        /// The actor.
+        id: ActorId,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 impl Error {
