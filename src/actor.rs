@@ -9,7 +9,7 @@
 //! of each slot mapped) before they return.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::codes as sqlite;
 
@@ -19,6 +19,7 @@ use crate::guest::watchdog::{self, InterruptHandle, StopReason};
 use crate::host::{AwakeGuard, HostInner};
 use crate::kv::{KvError, inflight};
 use crate::lease::Lease;
+use crate::meter::Usage;
 use crate::vfs::files::within;
 use crate::migrations::Migrations;
 use crate::sql::params::Params;
@@ -96,6 +97,11 @@ pub struct Actor {
     /// Until `sleep` or `destroy` gives the lease up themselves; dropping
     /// the actor otherwise releases it in the background.
     holds_lease: bool,
+    /// What this actor has used since it woke.
+    usage: Usage,
+    /// The guest's row counters as last read from the current instance
+    /// (they start from zero in each instance).
+    rows_seen: (i64, i64),
     _awake: AwakeGuard,
 }
 
@@ -129,7 +135,7 @@ impl Actor {
         lease: Lease,
     ) -> Actor {
         let call_timeout = host.config.limits.call_timeout;
-        Actor {
+        let mut actor = Actor {
             id,
             host,
             conn: Some(conn),
@@ -144,8 +150,32 @@ impl Actor {
             call_timeout,
             lease,
             holds_lease: true,
+            usage: Usage { wakes: 1, ..Usage::default() },
+            rows_seen: (0, 0),
             _awake: awake,
-        }
+        };
+        actor.meter_instance();
+        actor
+    }
+
+    /// What this actor has used since it woke: calls, KV traffic, and the
+    /// rows its guest reports (see [`Usage`]).
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// Moves what the instance counted since the last look into `usage`.
+    fn meter_instance(&mut self) {
+        let Some(conn) = &mut self.conn else { return };
+        let files = &mut conn.store.data_mut().files;
+        files.kv_meter.drain_into(&mut self.usage);
+        self.usage.database_bytes = files.known_size(FileTag::Main);
+        let (read, written) = watchdog::reported_rows(&conn.store);
+        // Untrusted counters: a total that went down is taken as a fresh start.
+        let delta = |now: i64, seen: i64| if now >= seen { (now - seen) as u64 } else { now.max(0) as u64 };
+        self.usage.reported.rows_read += delta(read, self.rows_seen.0);
+        self.usage.reported.rows_written += delta(written, self.rows_seen.1);
+        self.rows_seen = (read, written);
     }
 
     /// A handle that stops this actor's running call from another task or
@@ -522,8 +552,11 @@ impl Actor {
     async fn reset(&mut self, because: &'static str) -> Result<(), Error> {
         // Drop the old instance first: its pool slot may be the only one
         // free for the new one.
+        self.meter_instance();
         self.conn = None;
+        self.rows_seen = (0, 0);
         self.conn = Some(self.host.instantiate(&self.id, &self.interrupt, self.lease.fence, None).await?);
+        self.usage.wakes += 1;
         tracing::info!(actor = %self.id, "instance rebuilt from the KV: {because}");
         self.rollback_pending = false;
         self.beginning = false;
@@ -650,8 +683,15 @@ impl Actor {
         self.in_call = true;
         let timeout = self.call_timeout;
         watchdog::arm(&mut self.conn().store, timeout);
+        let started = Instant::now();
         let result = self.run_call(f).await;
         self.in_call = false;
+        self.usage.calls += 1;
+        self.usage.call_time += started.elapsed();
+        self.meter_instance();
+        if let Err(e) = &result {
+            count_failure(e);
+        }
         if self.poisoned.is_none() && !self.lease.is_valid() {
             // The call outlived the lease: another host may have claimed the
             // actor meanwhile, and what this one read may be stale. A renewal
@@ -797,6 +837,15 @@ impl Actor {
             }
         }
         Ok(())
+    }
+}
+
+/// Counts the failures an operator watches for.
+fn count_failure(error: &Error) {
+    match error {
+        Error::Timeout { .. } => metrics::counter!("wasqlite_call_timeouts_total").increment(1),
+        Error::Poisoned { .. } | Error::OwnershipLost { .. } => metrics::counter!("wasqlite_refused_calls_total").increment(1),
+        _ => {}
     }
 }
 

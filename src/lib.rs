@@ -23,6 +23,7 @@ mod lease;
 mod limits;
 pub mod kv;
 mod manager;
+mod meter;
 mod migrations;
 #[cfg(feature = "simulation")]
 pub mod simulation;
@@ -37,7 +38,8 @@ pub use error::{Error, code_name};
 pub use guest::watchdog::InterruptHandle;
 pub use host::{Host, HostConfig};
 pub use lease::LeaseConfig;
-pub use manager::{Manager, ManagerConfig, ManagerStats, Session};
+pub use meter::{ReportedUsage, Usage};
+pub use manager::{Manager, ManagerConfig, ManagerStats, Session, UsageSink};
 pub use limits::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_DATABASE_SIZE, Limits, SqlLimits};
 pub use kv::{Fence, KvCounters, KvError, KvLimits, KvStore, MemoryKv, RedbKv, open_store};
 pub use migrations::Migrations;

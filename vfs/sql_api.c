@@ -109,7 +109,8 @@ void wasqlite_free(void *p){
 ** The control block: two words the host writes straight into guest memory
 ** (it learns their address once, from wasqlite_control), so that it can
 ** reach a running statement without calling into the guest, which it
-** cannot do from inside an epoch callback.
+** cannot do from inside an epoch callback; and two counters it reads the
+** same way after each call, to meter the actor's use.
 */
 typedef struct Control Control;
 struct Control {
@@ -120,6 +121,13 @@ struct Control {
   /* Nonzero while the host runs its own SQL (migrations, journal upkeep):
   ** the authorizer lets it change what tenants may not. */
   volatile int32_t trusted;
+  /* Since the connection opened: rows examined by the loops of every
+  ** statement run (the sum of SQLITE_SCANSTAT_NVISIT: table rows and
+  ** index entries, not those of trigger programs), and
+  ** sqlite3_total_changes64() (rows inserted, updated or deleted, with
+  ** trigger and foreign key actions). */
+  int64_t rowsRead;
+  int64_t rowsWritten;
 };
 static Control control;
 
@@ -332,6 +340,21 @@ static int encodeColumn(sqlite3_stmt *pStmt, int i){
   }
 }
 
+/*
+** Adds what pStmt examined since the last look to the control block's
+** counters. Called whenever stepping pauses or ends, so that a statement
+** the host abandons part-way has been metered up to there.
+*/
+static void meterStatement(sqlite3_stmt *pStmt){
+  for(int i=0; ; i++){
+    sqlite3_int64 nVisit = 0;
+    if( sqlite3_stmt_scanstatus_v2(pStmt, i, SQLITE_SCANSTAT_NVISIT, 0, &nVisit) ) break;
+    control.rowsRead += nVisit;
+  }
+  sqlite3_stmt_scanstatus_reset(pStmt);
+  control.rowsWritten = sqlite3_total_changes64(sqlite3_db_handle(pStmt));
+}
+
 /* Encoded bytes past which wasqlite_run and wasqlite_next stop stepping and
 ** let the host take the rows so far. */
 #define ROW_BATCH_BYTES 65536
@@ -367,6 +390,7 @@ static int32_t stepBatch(sqlite3_stmt *pStmt, StepResult *pOut){
     for(int i=0; i<nCol; i++){
       int rc2 = encodeColumn(pStmt, i);
       if( rc2!=SQLITE_OK ){
+        meterStatement(pStmt);
         sqlite3_reset(pStmt);
         return rc2;
       }
@@ -376,6 +400,7 @@ static int32_t stepBatch(sqlite3_stmt *pStmt, StepResult *pOut){
   }
   pOut->pRows = outBuf;
   pOut->nBytes = outLen;
+  meterStatement(pStmt);
   if( rc==SQLITE_ROW ) return rc;
   pOut->changes = sqlite3_changes64(sqlite3_db_handle(pStmt));
   pOut->lastRowid = sqlite3_last_insert_rowid(sqlite3_db_handle(pStmt));
@@ -429,6 +454,7 @@ int32_t wasqlite_run_many(
     if( rc!=SQLITE_OK ) break;
     p += len;
     while( (rc = sqlite3_step(pStmt))==SQLITE_ROW ){}
+    meterStatement(pStmt);
     sqlite3_reset(pStmt);
     if( rc!=SQLITE_DONE ) break;
     pOut->changes += sqlite3_changes64(db);

@@ -62,7 +62,7 @@
 
 #include <stdint.h>
 
-#define WASQLITE_ABI_VERSION 5
+#define WASQLITE_ABI_VERSION 6
 
 /* Value type tags, shared by rows and parameters. */
 #define WASQLITE_INTEGER 1

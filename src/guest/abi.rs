@@ -2,7 +2,7 @@
 //! header and fails if the two disagree.
 
 /// Version of the contract; the guest exports it as `wasqlite_abi_version`.
-pub(crate) const ABI_VERSION: i32 = 5;
+pub(crate) const ABI_VERSION: i32 = 6;
 
 /// The module every guest import lives in.
 pub(crate) const IMPORT_MODULE: &str = "wasqlite";

@@ -31,6 +31,11 @@ pub(crate) fn read_i32(mem: &[u8], ptr: i32) -> Option<i32> {
     Some(i32::from_le_bytes(slice(mem, ptr, 4)?.try_into().ok()?))
 }
 
+/// Reads a little-endian i64 at `ptr`.
+pub(crate) fn read_i64(mem: &[u8], ptr: i32) -> Option<i64> {
+    Some(i64::from_le_bytes(slice(mem, ptr, 8)?.try_into().ok()?))
+}
+
 /// Reads the NUL-terminated string at `ptr`, looking at most `max` bytes.
 pub(crate) fn c_str(mem: &[u8], ptr: i32, max: usize) -> Option<&[u8]> {
     let start = usize::try_from(ptr).ok()?;

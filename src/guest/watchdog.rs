@@ -80,6 +80,8 @@ pub(crate) fn tick(engine: Option<&Engine>) -> Result<(), Error> {
 /// Offsets of the words in the guest's control block.
 const STOP: i32 = 0;
 const TRUSTED: i32 = 4;
+const ROWS_READ: i32 = 8;
+const ROWS_WRITTEN: i32 = 16;
 
 /// A future that ends at a deadline (to within a tick), woken by the
 /// ticker: a timer that needs no async runtime's time driver. It holds a
@@ -267,6 +269,17 @@ pub(crate) fn disarm(store: &mut Store<ActorState>) -> Option<StopReason> {
 /// authorizer, or stops letting it.
 pub(crate) fn set_trusted(store: &mut Store<ActorState>, trusted: bool) {
     set_word(&mut store.as_context_mut(), TRUSTED, i32::from(trusted));
+}
+
+/// The guest's own counts of rows read and written since its connection
+/// opened (`Control.rowsRead`, `Control.rowsWritten`): untrusted, zero when
+/// unreadable.
+pub(crate) fn reported_rows(store: &Store<ActorState>) -> (i64, i64) {
+    let (control, memory) = (store.data().watchdog.control, store.data().memory);
+    let Some(memory) = memory else { return (0, 0) };
+    let data = memory.data(store);
+    let word = |offset: i32| control.checked_add(offset).and_then(|at| super::memory::read_i64(data, at)).unwrap_or(0);
+    (word(ROWS_READ), word(ROWS_WRITTEN))
 }
 
 #[cfg(test)]

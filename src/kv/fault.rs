@@ -155,6 +155,9 @@ impl<K: KvStore> FaultKv<K> {
 
 #[async_trait]
 impl<K: KvStore> KvStore for FaultKv<K> {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
     fn limits(&self) -> KvLimits {
         self.inner.limits()
     }

@@ -71,6 +71,9 @@ impl<K: KvStore> LatencyKv<K> {
 
 #[async_trait]
 impl<K: KvStore> KvStore for LatencyKv<K> {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
     fn limits(&self) -> KvLimits {
         self.inner.limits()
     }

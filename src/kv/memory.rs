@@ -134,6 +134,9 @@ impl MemoryKv {
 
 #[async_trait]
 impl KvStore for MemoryKv {
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
     fn limits(&self) -> KvLimits {
         self.limits.unwrap_or(KvLimits::UNLIMITED)
     }

@@ -203,6 +203,12 @@ pub trait KvStore: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// A short name for the backend in metrics labels (`memory`, `redb`,
+    /// `redis`). Defaults to `"custom"`.
+    fn backend_name(&self) -> &'static str {
+        "custom"
+    }
+
     /// Identifies the store behind this value, so that writes left in
     /// flight by a dropped call are waited for by every Host over the same
     /// store (see `inflight`). The default, the value's address, is right
@@ -263,6 +269,9 @@ impl<K: KvStore + ?Sized> KvStore for std::sync::Arc<K> {
     }
     fn store_address(&self) -> usize {
         (**self).store_address()
+    }
+    fn backend_name(&self) -> &'static str {
+        (**self).backend_name()
     }
     async fn get(&self, actor: &ActorId, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         (**self).get(actor, key).await

@@ -467,6 +467,9 @@ fn apply(table: &mut Table<&[u8], &[u8]>, request: &Request) -> Result<(), ::red
 
 #[async_trait]
 impl KvStore for RedbKv {
+    fn backend_name(&self) -> &'static str {
+        "redb"
+    }
     fn limits(&self) -> KvLimits {
         KvLimits::UNLIMITED
     }

@@ -474,6 +474,9 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 #[async_trait]
 impl KvStore for RedisKv {
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
     fn limits(&self) -> KvLimits {
         LIMITS
     }

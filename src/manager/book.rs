@@ -23,6 +23,7 @@ use tokio::sync::{Mutex as TurnLock, Notify, OwnedMutexGuard};
 
 use crate::actor::Actor;
 use crate::actor_id::ActorId;
+use crate::meter::Usage;
 
 /// One actor's turn lock. Tokio's mutex hands itself out in arrival order,
 /// which is the order calls on one actor run in.
@@ -40,6 +41,8 @@ pub(crate) struct Slot {
     /// rolled back before the next call (through the actor's own pending
     /// rollback), see `Session`.
     pub(crate) held_by_session: bool,
+    /// The part of `actor`'s usage already added to the manager's totals.
+    pub(crate) metered: Usage,
 }
 
 /// Where an awake actor stands, by when it was last used.
@@ -55,6 +58,8 @@ struct Entry {
     memory: usize,
     /// Its place in `State::idle`, while awake and unused.
     idle_key: Option<IdleKey>,
+    /// The actor's usage since it woke, as of its last call.
+    usage: Usage,
 }
 
 #[derive(Default)]
@@ -107,6 +112,7 @@ impl Book {
             awake: false,
             memory: 0,
             idle_key: None,
+            usage: Usage::default(),
         });
         entry.users += 1;
         if let Some(key) = entry.idle_key.take() {
@@ -200,21 +206,27 @@ impl Book {
         taken
     }
 
-    /// Records the linear memory of `id`'s instance after a call; notifies
-    /// when the awake actors no longer fit the memory budget.
-    pub(crate) fn set_memory(&self, id: &ActorId, bytes: usize) {
+    /// Records the linear memory of `id`'s instance and its usage after a
+    /// call; notifies when the awake actors no longer fit the memory budget.
+    pub(crate) fn after_call(&self, id: &ActorId, bytes: usize, usage: Usage) {
         let mut state = self.state();
         let state = &mut *state;
         let Some(entry) = state.entries.get_mut(id) else { return };
         if !entry.awake {
             return;
         }
+        entry.usage = usage;
         state.memory = state.memory - entry.memory + bytes;
         entry.memory = bytes;
         metrics::gauge!("wasqlite_awake_memory_bytes").set(state.memory as f64);
         if self.max_memory.is_some_and(|max| state.memory > max) {
             self.over_memory.notify_one();
         }
+    }
+
+    /// The usage of `id` since it woke, as of its last call, if awake.
+    pub(crate) fn usage_of(&self, id: &ActorId) -> Option<Usage> {
+        self.state().entries.get(id).filter(|e| e.awake).map(|e| e.usage)
     }
 
     /// Whether the awake actors' memory is past its budget.
@@ -245,6 +257,7 @@ impl Book {
         metrics::gauge!("wasqlite_awake_actors").set(state.awake as f64);
         if let Some(entry) = state.entries.get_mut(id) {
             entry.awake = false;
+            entry.usage = Usage::default();
             state.memory -= entry.memory;
             entry.memory = 0;
             if let Some(key) = entry.idle_key.take() {

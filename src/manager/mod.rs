@@ -26,12 +26,18 @@ use crate::actor_id::ActorId;
 use crate::error::Error;
 use crate::guest::watchdog::TickSleep;
 use crate::host::Host;
+use crate::meter::Usage;
 use book::{Book, Slot, Ticket};
 pub use session::Session;
 use session::SessionState;
 
+/// Called with an actor's id and its usage from its wake to its sleep,
+/// each time the manager puts it to sleep: where a host records usage for
+/// billing. It runs on a guest thread; keep it short.
+pub type UsageSink = Arc<dyn Fn(&ActorId, &Usage) + Send + Sync>;
+
 /// How a [`Manager`] runs its actors.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ManagerConfig {
     /// An actor with no call for this long is put to sleep. Default 10 s
     /// (below the lease's half-life, so an idle actor never lets its lease
@@ -47,6 +53,20 @@ pub struct ManagerConfig {
     /// slot coming free) before it fails with [`Error::Overloaded`].
     /// Default 30 s.
     pub wait_for_room: Duration,
+    /// Receives each actor's usage when it goes to sleep; `None`, nobody.
+    pub on_sleep: Option<UsageSink>,
+}
+
+impl std::fmt::Debug for ManagerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerConfig")
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_awake", &self.max_awake)
+            .field("max_awake_memory", &self.max_awake_memory)
+            .field("wait_for_room", &self.wait_for_room)
+            .field("on_sleep", &self.on_sleep.as_ref().map(|_| "UsageSink"))
+            .finish()
+    }
 }
 
 impl Default for ManagerConfig {
@@ -56,6 +76,7 @@ impl Default for ManagerConfig {
             max_awake: 1024,
             max_awake_memory: None,
             wait_for_room: Duration::from_secs(30),
+            on_sleep: None,
         }
     }
 }
@@ -103,6 +124,9 @@ pub(crate) struct Shared {
     closing: AtomicBool,
     sessions: Mutex<Vec<Weak<SessionState>>>,
     counts: Counts,
+    /// Usage of every actor since the manager started, added after each
+    /// call and at each sleep.
+    usage: Mutex<Usage>,
 }
 
 /// Events since the manager started.
@@ -115,6 +139,7 @@ struct Counts {
     waits_for_room: AtomicU64,
     overloaded: AtomicU64,
     sessions_expired: AtomicU64,
+    shutdown_sleeps: AtomicU64,
 }
 
 /// A snapshot of a manager's state and what it has done.
@@ -185,7 +210,9 @@ impl Manager {
             closing: AtomicBool::new(false),
             sessions: Mutex::default(),
             counts: Counts::default(),
+            usage: Mutex::default(),
         });
+        describe_metrics();
         runtime.spawn(keep_house(Arc::downgrade(&shared)));
         Ok(Manager { shared })
     }
@@ -238,7 +265,9 @@ impl Manager {
             let _ticket = ticket;
             let mut slot = slot;
             let actor = slot.actor.as_mut().expect("make_ready leaves an awake actor");
+            let started = Instant::now();
             let result = f(actor).await;
+            metrics::histogram!("wasqlite_call_seconds").record(started.elapsed().as_secs_f64());
             shared.after_call(&id, &mut slot).await;
             result
         })
@@ -270,6 +299,18 @@ impl Manager {
         sessions.retain(|s| s.strong_count() > 0);
         sessions.push(session.state());
         Ok(session)
+    }
+
+    /// The usage of every actor since the manager started, as of their
+    /// last calls.
+    pub fn usage(&self) -> Usage {
+        *self.shared.usage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The usage of `id` since it woke, as of its last call; `None` while it
+    /// sleeps (its usage went to [`ManagerConfig::on_sleep`]).
+    pub fn usage_of(&self, id: &str) -> Option<Usage> {
+        self.shared.book.usage_of(&ActorId::new(id).ok()?)
     }
 
     /// What the manager holds now and what it has done.
@@ -358,7 +399,7 @@ impl Shared {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::info!(actor = %id, "sleeping an unusable actor before waking it again: {e}");
-                    self.sleep_in_place(id, slot, SleepReason::Failed).await;
+                    let _ = self.sleep_in_place(id, slot, SleepReason::Failed).await;
                 }
             }
         }
@@ -383,6 +424,7 @@ impl Shared {
                 (Ok(actor), room) => {
                     slot.actor = Some(actor);
                     slot.room = Some(room);
+                    slot.metered = Usage::default();
                     self.counts.wakes.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("wasqlite_wakes_total").increment(1);
                     metrics::histogram!("wasqlite_wake_seconds").record(started.elapsed().as_secs_f64());
@@ -462,24 +504,53 @@ impl Shared {
         let Some(actor) = slot.actor.as_ref() else { return };
         if actor.is_poisoned() {
             metrics::counter!("wasqlite_poisonings_total").increment(1);
-            self.sleep_in_place(id, slot, SleepReason::Failed).await;
+            let _ = self.sleep_in_place(id, slot, SleepReason::Failed).await;
             return;
         }
-        self.book.set_memory(id, actor.memory_bytes());
+        let (memory, usage) = (actor.memory_bytes(), actor.usage());
+        self.meter(slot);
+        self.book.after_call(id, memory, usage);
+    }
+
+    /// Adds what the slot's actor used since the last look to the totals
+    /// and the metrics.
+    fn meter(&self, slot: &mut Slot) -> Usage {
+        let Some(actor) = slot.actor.as_ref() else { return Usage::default() };
+        let now = actor.usage();
+        let delta = now - slot.metered;
+        slot.metered = now;
+        let mut totals = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let database_bytes = totals.database_bytes;
+        *totals += delta;
+        totals.database_bytes = database_bytes;
+        drop(totals);
+        metrics::counter!("wasqlite_kv_read_bytes_total").increment(delta.kv_read_bytes);
+        metrics::counter!("wasqlite_kv_written_bytes_total").increment(delta.kv_written_bytes);
+        metrics::counter!("wasqlite_guest_reported_rows_read_total").increment(delta.reported.rows_read);
+        metrics::counter!("wasqlite_guest_reported_rows_written_total").increment(delta.reported.rows_written);
+        now
     }
 
     /// Puts the actor in a slot whose turn is held to sleep, and gives its
     /// unit back.
-    async fn sleep_in_place(&self, id: &ActorId, slot: &mut Slot, reason: SleepReason) {
+    async fn sleep_in_place(&self, id: &ActorId, slot: &mut Slot, reason: SleepReason) -> Result<(), Error> {
         self.count_sleep(reason);
-        let Some(actor) = slot.actor.take() else { return };
+        let mut usage = self.meter(slot);
+        let Some(actor) = slot.actor.take() else { return Ok(()) };
+        usage.sleeps += 1;
+        self.usage.lock().unwrap_or_else(|p| p.into_inner()).sleeps += 1;
+        if let Some(sink) = &self.config.on_sleep {
+            sink(id, &usage);
+        }
         let started = Instant::now();
-        if let Err(e) = actor.sleep().await {
+        let closed = actor.sleep().await;
+        if let Err(e) = &closed {
             tracing::warn!(actor = %id, "closing the database at sleep failed: {e}");
         }
         slot.room = None;
         metrics::histogram!("wasqlite_sleep_seconds", "reason" => reason.label()).record(started.elapsed().as_secs_f64());
         metrics::gauge!("wasqlite_instances").set(self.host.live_instances() as f64);
+        closed
     }
 
     fn count_sleep(&self, reason: SleepReason) {
@@ -487,7 +558,7 @@ impl Shared {
             SleepReason::Idle => &self.counts.idle_sleeps,
             SleepReason::Budget => &self.counts.budget_sleeps,
             SleepReason::Failed => &self.counts.failed_sleeps,
-            SleepReason::Shutdown => return,
+            SleepReason::Shutdown => &self.counts.shutdown_sleeps,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("wasqlite_sleeps_total", "reason" => reason.label()).increment(1);
@@ -499,15 +570,8 @@ impl Shared {
         let shared = self.clone();
         on_guest_thread(move || async move {
             let mut slot = slot;
-            if matches!(reason, SleepReason::Shutdown) {
-                metrics::counter!("wasqlite_sleeps_total", "reason" => reason.label()).increment(1);
-                let Some(actor) = slot.actor.take() else { return Ok(()) };
-                let result = actor.sleep().await;
-                slot.room = None;
-                return result;
-            }
-            shared.sleep_in_place(&id, &mut slot, reason).await;
-            Ok(())
+            shared.sleep_in_place(&id, &mut slot, reason).await
+
         })
         .await
     }
@@ -566,4 +630,33 @@ where
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("a guest thread was cancelled: {e}"),
     }
+}
+
+/// The HELP lines of the metrics the library records, once per process.
+fn describe_metrics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+        describe_histogram!("wasqlite_wake_seconds", Unit::Seconds, "Wakes by the actor manager, from the wait for room to the open database.");
+        describe_histogram!("wasqlite_sleep_seconds", Unit::Seconds, "Sleeps by the actor manager, by reason.");
+        describe_histogram!("wasqlite_turn_wait_seconds", Unit::Seconds, "Time a call waited for its actor's earlier calls.");
+        describe_histogram!("wasqlite_room_wait_seconds", Unit::Seconds, "Time a wake waited for room in the budget.");
+        describe_histogram!("wasqlite_call_seconds", Unit::Seconds, "Manager calls, measured by the host.");
+        describe_histogram!("wasqlite_kv_call_seconds", Unit::Seconds, "KV calls of the actors' files, by backend and operation.");
+        describe_counter!("wasqlite_kv_errors_total", "KV calls of the actors' files that failed, by backend and operation.");
+        describe_counter!("wasqlite_wakes_total", "Wakes by the actor manager.");
+        describe_counter!("wasqlite_sleeps_total", "Sleeps by the actor manager, by reason (idle, budget, failed, shutdown).");
+        describe_counter!("wasqlite_overloaded_total", "Wakes that found no room within the wait.");
+        describe_counter!("wasqlite_poisonings_total", "Actors slept after a failure left them unusable.");
+        describe_counter!("wasqlite_call_timeouts_total", "Calls stopped at their timeout.");
+        describe_counter!("wasqlite_refused_calls_total", "Calls refused by a poisoned actor or a lost ownership.");
+        describe_counter!("wasqlite_sessions_expired_total", "Sessions that went unused past their timeout.");
+        describe_counter!("wasqlite_kv_read_bytes_total", Unit::Bytes, "Bytes the actors read from the KV, measured by the host.");
+        describe_counter!("wasqlite_kv_written_bytes_total", Unit::Bytes, "Bytes the actors wrote to the KV, measured by the host.");
+        describe_counter!("wasqlite_guest_reported_rows_read_total", "Rows examined, as reported by the guests: untrusted.");
+        describe_counter!("wasqlite_guest_reported_rows_written_total", "Rows written, as reported by the guests: untrusted.");
+        describe_gauge!("wasqlite_awake_actors", "Actors awake under the manager (budget units held).");
+        describe_gauge!("wasqlite_awake_memory_bytes", Unit::Bytes, "Linear memory of the awake actors, as of their last calls.");
+        describe_gauge!("wasqlite_instances", "Live instances of the manager's host.");
+    });
 }

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crate::codes as sqlite;
@@ -33,6 +33,7 @@ use super::layout::{
 use crate::actor_id::ActorId;
 use crate::guest::watchdog::TickSleep;
 use crate::kv::{Fence, KvEntry, KvError, KvLimits, KvStore, inflight};
+use crate::meter::KvMeter;
 
 /// The name the guest opens its database under (vfs/sql_api.c). The journal
 /// and WAL are this name plus "-journal" and "-wal".
@@ -151,6 +152,16 @@ pub fn open_type(tag: FileTag) -> i32 {
 }
 
 /// `operation`, or a timeout error once `limit` has passed.
+/// Bytes of keys and values in a write, for metering.
+fn entries_bytes(entries: &[KvEntry]) -> u64 {
+    entries.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+}
+
+/// Bytes of the values a read returned, for metering.
+fn values_bytes(read: &Result<Vec<Option<Bytes>>, KvError>) -> u64 {
+    read.as_ref().map_or(0, |values| values.iter().flatten().map(|v| v.len() as u64).sum())
+}
+
 pub(crate) async fn within<T>(limit: Option<Duration>, what: &'static str, operation: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
     let Some(after) = limit else { return operation.await };
     let mut operation = std::pin::pin!(operation);
@@ -199,6 +210,9 @@ struct AtomicWrite {
 /// The database files of one actor.
 pub struct ActorFiles {
     kv: Arc<dyn KvStore>,
+    /// KV calls and bytes since the owner last drained them (metering).
+    pub(crate) kv_meter: KvMeter,
+    backend: &'static str,
     actor: ActorId,
     /// The owner's claim, carried by every write.
     fence: Fence,
@@ -248,6 +262,8 @@ impl ActorFiles {
         let limits = kv.limits();
         let immediate = kv.answers_immediately();
         ActorFiles {
+            backend: kv.backend_name(),
+            kv_meter: KvMeter::default(),
             kv,
             actor,
             fence: Fence::UNCLAIMED,
@@ -297,6 +313,9 @@ impl ActorFiles {
     /// starts recording the next wake hint.
     pub fn preload(&mut self, values: Vec<Option<Bytes>>) -> Result<(), ResultCode> {
         let keys = Self::wake_keys();
+        // The claim that read these was timed by the host's wake.
+        self.kv_meter.reads += 1;
+        self.kv_meter.read_bytes += values.iter().flatten().map(|v| v.len() as u64).sum::<u64>();
         let mut values = match answered_all(&keys, values) {
             Ok(v) => v,
             Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
@@ -360,7 +379,7 @@ impl ActorFiles {
             return;
         }
         let entry = vec![(wake_hint_key(), encode_wake_hint(&self.recorded_hint))];
-        if self.write_kv(|kv, actor, fence| async move { kv.batch_put(&actor, fence, &entry).await }).await.is_ok() {
+        if self.write_kv(entries_bytes(&entry), |kv, actor, fence| async move { kv.batch_put(&actor, fence, &entry).await }).await.is_ok() {
             self.stored_hint = std::mem::take(&mut self.recorded_hint);
         }
     }
@@ -407,7 +426,7 @@ impl ActorFiles {
 
     /// Runs a KV write built by `write` so that it ends (lands or fails)
     /// even if the call waiting for it is dropped (see `kv::inflight`).
-    async fn write_kv<Fut>(&mut self, write: impl FnOnce(Arc<dyn KvStore>, ActorId, Fence) -> Fut) -> Result<(), KvError>
+    async fn write_kv<Fut>(&mut self, bytes: u64, write: impl FnOnce(Arc<dyn KvStore>, ActorId, Fence) -> Fut) -> Result<(), KvError>
     where
         Fut: Future<Output = Result<(), KvError>> + Send + 'static,
     {
@@ -419,7 +438,9 @@ impl ActorFiles {
             return Err(lost.clone());
         }
         let running = inflight::run_to_completion(&self.kv, &self.actor, write(self.kv.clone(), self.actor.clone(), self.fence));
+        let started = Instant::now();
         let result = within(self.kv_timeout, "a write", running).await;
+        self.kv_meter.write(self.backend, bytes, started, result.is_ok());
         // The write goes on as a task (`kv::inflight`); the next wake waits
         // for it.
         self.write_timed_out |= matches!(result, Err(KvError::Timeout { .. }));
@@ -513,7 +534,9 @@ impl ActorFiles {
             return Ok(());
         }
         let keys: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
+        let started = Instant::now();
         let read = within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await;
+        self.kv_meter.read(self.backend, values_bytes(&read), started, read.is_ok());
         match read.and_then(|v| answered_all(&keys, v)) {
             Ok(values) => self.load_metas(values),
             Err(e) => Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
@@ -612,7 +635,7 @@ impl ActorFiles {
         file.kv_valid = 0;
         if was_durable {
             let result = self
-                .write_kv(|kv, actor, fence| async move {
+                .write_kv(0, |kv, actor, fence| async move {
                     kv.delete_range(&actor, fence, &chunk_key(tag, ChunkIndex(0)), &chunk_range_end(tag)).await?;
                     kv.batch_delete(&actor, fence, &[meta_key(tag)]).await
                 })
@@ -662,6 +685,11 @@ impl ActorFiles {
     }
 
     /// xFileSize.
+    /// The size of `tag`'s file as last known, without loading anything.
+    pub fn known_size(&self, tag: FileTag) -> u64 {
+        self.files[tag.index()].size
+    }
+
     pub async fn file_size(&mut self, tag: FileTag) -> Result<u64, ResultCode> {
         self.ensure_loaded().await?;
         Ok(self.files[tag.index()].size)
@@ -681,12 +709,15 @@ impl ActorFiles {
         let kv_valid = file.kv_valid;
         let mut out = Vec::with_capacity(indices.len());
         for group in indices.chunks(self.limits.max_keys_per_batch.max(1)) {
+            let started = Instant::now();
             let values = if let [one] = group {
-                vec![within(self.kv_timeout, "a read", self.kv.get(&self.actor, &chunk_key(tag, ChunkIndex(*one)))).await?]
+                within(self.kv_timeout, "a read", self.kv.get(&self.actor, &chunk_key(tag, ChunkIndex(*one)))).await.map(|v| vec![v])
             } else {
                 let keys: Vec<Bytes> = group.iter().map(|i| chunk_key(tag, ChunkIndex(*i))).collect();
-                answered_all(&keys, within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await?)?
+                within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await.and_then(|v| answered_all(&keys, v))
             };
+            self.kv_meter.read(self.backend, values_bytes(&values), started, values.is_ok());
+            let values = values?;
             for (index, value) in group.iter().zip(values) {
                 out.push(chunk_from_kv(value.as_deref(), *index, kv_valid));
             }
@@ -962,7 +993,7 @@ impl ActorFiles {
         if self.files[tag.index()].has_stale_tail() {
             let from = chunk_key(tag, ChunkIndex(ChunkIndex::count_for(self.files[tag.index()].kv_valid) as u32));
             let end = chunk_range_end(tag);
-            if let Err(e) = self.write_kv(|kv, actor, fence| async move { kv.delete_range(&actor, fence, &from, &end).await }).await {
+            if let Err(e) = self.write_kv(0, |kv, actor, fence| async move { kv.delete_range(&actor, fence, &from, &end).await }).await {
                 return self.fail_write(sqlite::SQLITE_IOERR_FSYNC, format!("deleting truncated {tag} chunks: {e}"));
             }
         }
@@ -974,7 +1005,7 @@ impl ActorFiles {
         entries.extend(meta);
         entries.extend(chunks);
         for (n, batch) in self.split_into_batches(entries).into_iter().enumerate() {
-            if let Err(e) = self.write_kv(|kv, actor, fence| async move { kv.batch_put(&actor, fence, &batch).await }).await {
+            if let Err(e) = self.write_kv(entries_bytes(&batch), |kv, actor, fence| async move { kv.batch_put(&actor, fence, &batch).await }).await {
                 return self.fail_write(sqlite::SQLITE_IOERR_FSYNC, format!("writing {tag} file: {e}"));
             }
             if n == 0 {
@@ -1063,7 +1094,7 @@ impl ActorFiles {
                 format!("a commit of {pages} pages does not fit one KV batch ({e}); falling back to the journal"),
             );
         }
-        if let Err(e) = self.write_kv(|kv, actor, fence| async move { kv.batch_put(&actor, fence, &batch).await }).await {
+        if let Err(e) = self.write_kv(entries_bytes(&batch), |kv, actor, fence| async move { kv.batch_put(&actor, fence, &batch).await }).await {
             self.rollback_atomic();
             return self.fail_write(sqlite::SQLITE_IOERR_WRITE, format!("committing {pages} pages: {e}"));
         }
