@@ -8,6 +8,8 @@
 //! | `bench sql` | sql.rs, mixed.rs, sql_db.rs | SQL throughput on wasqlite (memory, redb) against native SQLite |
 //! | `bench engine` | engine.rs | pooling vs on-demand allocation, copy-on-write images, cold start |
 //! | `bench parallel` | parallel.rs | throughput of many actors on 1 worker thread against 2 |
+//! | `bench remote` | remote.rs | wakes, writes and a cold scan over a KV with a round-trip time |
+//! | `bench manager` | manager.rs | calls over many actors through the actor manager, inside a budget |
 //!
 //! measure.rs holds what they share (RSS, histograms, medians, progress
 //! bars) and plot.rs draws the churn plot. BENCHMARKS.md has the method and
@@ -17,6 +19,7 @@ mod churn;
 mod commit;
 mod deadline;
 mod engine;
+mod manager;
 mod measure;
 mod mixed;
 mod parallel;
@@ -53,6 +56,9 @@ pub(crate) enum BenchCommand {
     /// Wakes, writes and a cold scan over a KV with a round-trip time:
     /// latency and round trips.
     Remote(remote::RemoteArgs),
+    /// Calls over many actors through the actor manager, with a budget of
+    /// awake actors: throughput, latency, peak awake, peak RSS.
+    Manager(manager::ManagerArgs),
     /// The child process of `bench engine`'s cold-start measurement.
     #[command(hide = true)]
     ColdStart(engine::ColdStartArgs),
@@ -67,6 +73,7 @@ pub(crate) async fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Engine(args) => engine::run(args).await,
         BenchCommand::Parallel(args) => parallel::run(args).await,
         BenchCommand::Remote(args) => remote::run(args).await,
+        BenchCommand::Manager(args) => manager::run(args).await,
         BenchCommand::ColdStart(args) => engine::cold_start_child(args).await,
     }
 }

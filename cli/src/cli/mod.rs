@@ -33,6 +33,10 @@ use wasqlite::{ActorId, Host, HostConfig, KvStore};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command
+    /// runs (for long-running ones: shell, demo, bench).
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -170,6 +174,13 @@ pub(crate) fn actor_id(id: &str) -> Result<ActorId> {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    if let Some(addr) = cli.metrics_listen {
+        let _entered = runtime.enter();
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("serving metrics on {addr}"))?;
+    }
     match cli.command {
         Command::Exec(args) => runtime.block_on(exec::run(args)),
         Command::Shell(args) => shell::run(args, &runtime),
