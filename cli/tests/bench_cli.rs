@@ -173,3 +173,18 @@ fn churn_reports_its_allocation() {
     assert_eq!(on_demand["pooling"], false);
     assert!(on_demand["pool_slots"].is_null());
 }
+
+#[test]
+fn manager_reports_every_figure_and_stays_inside_the_budget() {
+    let v = json(&[
+        "bench", "manager", "--store", "memory", "--actors", "300", "--budget", "20", "--calls", "3000", "--concurrency", "8", "--json",
+    ]);
+    assert!(num(&v, "peak_awake") <= 20.0, "{v:#}");
+    assert_eq!(num(&v, "failed_calls"), 0.0);
+    assert_eq!(num(&v, "lost_updates"), 0.0);
+    assert!(num(&v, "actors_checked") > 0.0);
+    assert!(num(&v, "calls_per_s") > 0.0);
+    assert!(num(&v, "call_latency_us.p99") >= num(&v, "call_latency_us.p50"));
+    assert!(num(&v, "budget_sleeps") > 0.0, "300 actors through 20 awake: the budget must have slept some");
+    assert!(num(&v, "guest_reported_rows_written") > 0.0);
+}

@@ -556,3 +556,18 @@ fn processes_share_actors_on_a_redis_cluster_and_dumps_move_to_redb() {
     assert_eq!(redb.exec("shared", "PRAGMA integrity_check"), "integrity_check\nok\n");
     redis.ok(&["actors", "destroy", "shared"]);
 }
+
+#[test]
+fn the_demo_runs_through_the_manager_inside_its_budget() {
+    let out = cargo_bin_cmd!("wasqlite")
+        .args(["demo", "--store", "memory", "--actors", "40", "--hold", "5", "--budget", "6", "--concurrency", "8", "--rows", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.contains("manager:")).unwrap_or_else(|| panic!("no manager line in {stdout}"));
+    let peak: usize = line.split_whitespace().nth(3).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    assert!((1..=6).contains(&peak), "{line}");
+    assert!(stdout.contains("every note of every actor checked"), "{stdout}");
+    assert!(stdout.contains("live instances: 0"), "{stdout}");
+}

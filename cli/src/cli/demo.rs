@@ -1,7 +1,8 @@
-//! `wasqlite demo`: the product in one command. It wakes N actors (a bounded
-//! number at a time), gives each a schema through `Migrations` and some
-//! writes, sleeps them; holds a sample of them awake to measure memory;
-//! then wakes every actor again and checks every row, and prints a summary:
+//! `wasqlite demo`: the product in one command. Through the actor manager
+//! (which wakes actors on demand and keeps at most `--budget` awake), it
+//! gives N actors a schema through `Migrations` and some writes; holds a
+//! sample of them awake in sessions to measure memory; then calls every
+//! actor again from the store and checks every row, and prints a summary:
 //! wake latency, RSS per awake actor, RSS once all sleep, and KV keys.
 //!
 //! Actors are named `demo-000000`, `demo-000001`, ...; a run first deletes
@@ -18,7 +19,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use wasqlite::{Actor, Host, HostConfig, Migrations, Value, params};
+use wasqlite::{Host, HostConfig, Manager, ManagerConfig, Migrations, Session, Value, params};
 
 use super::{StoreArg, ToolClaim};
 
@@ -27,9 +28,12 @@ pub(crate) struct DemoArgs {
     /// How many actors.
     #[arg(long, default_value_t = 1000)]
     actors: usize,
-    /// How many actors work at once.
+    /// How many actors are called at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// How many actors the manager keeps awake at most.
+    #[arg(long, default_value_t = 64)]
+    budget: usize,
     /// How many actors to hold awake at once to measure memory per actor.
     #[arg(long, default_value_t = 100)]
     hold: usize,
@@ -129,55 +133,66 @@ fn ms(micros: u64) -> String {
     format!("{:.2} ms", micros as f64 / 1000.0)
 }
 
-/// Wakes actor `i` (migrating a new one), writes its notes in one
-/// transaction and bumps its counter in autocommit statements, then sleeps.
-async fn write_actor(host: Host, i: usize, rows: usize) -> Result<Duration> {
+/// Writes actor `i`'s notes in one transaction and bumps its counter in
+/// autocommit statements, through the manager, which wakes it (migrating a
+/// new one). Returns how long the call waited for its actor to be awake.
+async fn write_actor(actors: Manager, i: usize, rows: usize) -> Result<Duration> {
     let start = Instant::now();
-    let mut actor = host.wake(&name(i)).await?;
-    let woke = start.elapsed();
-    let mut tx = actor.transaction().await?;
-    for j in 0..rows {
-        let (body, n) = note(i, j);
-        tx.execute(
-            "INSERT INTO notes(id, author, body, n) VALUES (?1, ?2, ?3, ?4)",
-            params![j as i64, name(i), body, n],
-        )
+    let woke = actors
+        .with(&name(i), async move |actor| {
+            let woke = start.elapsed();
+            let mut tx = actor.transaction().await?;
+            for j in 0..rows {
+                let (body, n) = note(i, j);
+                tx.execute(
+                    "INSERT INTO notes(id, author, body, n) VALUES (?1, ?2, ?3, ?4)",
+                    params![j as i64, name(i), body, n],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            for _ in 0..HITS {
+                actor.execute("UPDATE counter SET hits = hits + 1", ()).await?;
+            }
+            Ok::<_, anyhow::Error>(woke)
+        })
         .await?;
-    }
-    tx.commit().await?;
-    for _ in 0..HITS {
-        actor.execute("UPDATE counter SET hits = hits + 1", ()).await?;
-    }
-    actor.sleep().await?;
     Ok(woke)
 }
 
-/// Wakes actor `i` and checks every row it wrote, then sleeps it.
-async fn verify_actor(host: Host, i: usize, rows: usize) -> Result<Duration> {
+/// Checks every row actor `i` wrote, through the manager.
+async fn verify_actor(actors: Manager, i: usize, rows: usize) -> Result<Duration> {
     let start = Instant::now();
-    let mut actor = host.wake(&name(i)).await?;
-    let woke = start.elapsed();
-    let found = actor.query("SELECT id, author, body, n FROM notes ORDER BY id", ()).await?;
-    if found.len() != rows {
-        bail!("has {} notes, expected {rows}", found.len());
-    }
-    for (j, row) in found.iter().enumerate() {
-        let (body, n) = note(i, j);
-        let expected = [Value::Integer(j as i64), Value::Text(name(i)), Value::Text(body), Value::Integer(n)];
-        if row.values() != expected {
-            bail!("note {j} is {:?}, expected {expected:?}", row.values());
-        }
-    }
-    let hits: i64 = actor.query_row("SELECT hits FROM counter", ()).await?.get(0)?;
-    if hits != HITS {
-        bail!("counter is {hits}, expected {HITS}");
-    }
-    let check: String = actor.query_row("PRAGMA integrity_check", ()).await?.get(0)?;
-    if check != "ok" {
-        bail!("integrity_check says {check}");
-    }
-    actor.sleep().await?;
-    Ok(woke)
+    actors
+        .with(&name(i), async move |actor| {
+            let woke = start.elapsed();
+            let found = actor.query("SELECT id, author, body, n FROM notes ORDER BY id", ()).await?;
+            if found.len() != rows {
+                bail!("has {} notes, expected {rows}", found.len());
+            }
+            for (j, row) in found.iter().enumerate() {
+                let (body, n) = note(i, j);
+                let expected = [Value::Integer(j as i64), Value::Text(name(i)), Value::Text(body), Value::Integer(n)];
+                if row.values() != expected {
+                    bail!("note {j} is {:?}, expected {expected:?}", row.values());
+                }
+            }
+            let hits: i64 = actor.query_row("SELECT hits FROM counter", ()).await?.get(0)?;
+            if hits != HITS {
+                bail!("counter is {hits}, expected {HITS}");
+            }
+            let check: String = actor.query_row("PRAGMA integrity_check", ()).await?.get(0)?;
+            if check != "ok" {
+                bail!("integrity_check says {check}");
+            }
+            Ok(woke)
+        })
+        .await
+}
+
+/// A manager of `host`'s actors with `budget` awake at most.
+fn manager(host: &Host, budget: usize) -> Result<Manager> {
+    Ok(Manager::new(host.clone(), ManagerConfig { max_awake: budget.max(1), ..ManagerConfig::default() })?)
 }
 
 pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -208,30 +223,36 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     }
 
     let start = Instant::now();
-    let first_wakes = for_each_actor(n, args.concurrency, "write", |i| write_actor(host.clone(), i, rows)).await?;
+    let actors = manager(&host, args.budget)?;
+    let first_wakes = for_each_actor(n, args.concurrency, "write", |i| write_actor(actors.clone(), i, rows)).await?;
+    actors.shutdown().await?;
     let write_time = start.elapsed();
+    let written = actors.stats();
     let first = histogram(&first_wakes)?;
 
-    // Memory: a sample held awake at once, against the all-asleep baseline.
+    // Memory: a sample held awake at once in sessions, against the
+    // all-asleep baseline.
     let held_count = args.hold.min(n);
     let baseline = rss_bytes();
-    let mut held: Vec<Actor> = Vec::with_capacity(held_count);
+    let holder = manager(&host, held_count)?;
+    let mut held: Vec<Session> = Vec::with_capacity(held_count);
     let bar = bar(held_count, "hold");
     for i in 0..held_count {
-        let mut actor = host.wake(&name(i)).await.with_context(|| format!("waking actor {}", name(i)))?;
-        actor.query("SELECT count(*) FROM notes", ()).await?;
-        held.push(actor);
+        let mut session = holder.session(&name(i), Duration::from_secs(600)).await.with_context(|| format!("waking actor {}", name(i)))?;
+        session.with(async |actor| actor.query("SELECT count(*) FROM notes", ()).await).await?;
+        held.push(session);
         bar.inc(1);
     }
     bar.finish_and_clear();
     let with_held = rss_bytes();
     let linear_memory = host.live_memory_bytes();
-    for actor in held {
-        actor.sleep().await?;
-    }
+    drop(held);
+    holder.shutdown().await?;
 
     let start = Instant::now();
-    let wakes = for_each_actor(n, args.concurrency, "verify", |i| verify_actor(host.clone(), i, rows)).await?;
+    let actors = manager(&host, args.budget)?;
+    let wakes = for_each_actor(n, args.concurrency, "verify", |i| verify_actor(actors.clone(), i, rows)).await?;
+    actors.shutdown().await?;
     let verify_time = start.elapsed();
     let wake = histogram(&wakes)?;
     let after_sleep = rss_bytes();
@@ -247,6 +268,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         write_time.as_secs_f64(),
         ms(first.value_at_quantile(0.5)),
         ms(first.value_at_quantile(0.99))
+    );
+    println!(
+        "  manager: at most {} awake (budget {}), {} sleeps to make room",
+        written.peak_awake, args.budget, written.budget_sleeps
     );
     println!("  verify:  {:>8.2} s  every note of every actor checked, integrity_check ok", verify_time.as_secs_f64());
     println!(
