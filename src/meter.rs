@@ -111,43 +111,59 @@ impl Sub for Usage {
 }
 
 /// KV traffic of one instance, counted where its files call the KV, and
-/// timed into the `wasqlite_kv_call_seconds` histogram.
-#[derive(Debug, Default)]
+/// timed into the `wasqlite_kv_call_seconds` histogram. The metric handles
+/// are taken once per instance: looking one up by name and labels costs an
+/// allocation, too much for every KV call. (An instance made before an
+/// exporter was installed keeps reporting nowhere until it is rebuilt.)
 pub(crate) struct KvMeter {
     pub(crate) reads: u64,
     pub(crate) read_bytes: u64,
     pub(crate) writes: u64,
     pub(crate) written_bytes: u64,
+    metrics: [(metrics::Histogram, metrics::Counter); 2],
 }
 
+const READ: usize = 0;
+const WRITE: usize = 1;
+
 impl KvMeter {
+    pub(crate) fn new(backend: &'static str) -> KvMeter {
+        let handles = |op: &'static str| {
+            (
+                metrics::histogram!("wasqlite_kv_call_seconds", "backend" => backend, "op" => op),
+                metrics::counter!("wasqlite_kv_errors_total", "backend" => backend, "op" => op),
+            )
+        };
+        KvMeter { reads: 0, read_bytes: 0, writes: 0, written_bytes: 0, metrics: [handles("read"), handles("write")] }
+    }
+
     /// Records one read that started at `started` and returned `bytes`.
-    pub(crate) fn read(&mut self, backend: &'static str, bytes: u64, started: Instant, ok: bool) {
+    pub(crate) fn read(&mut self, bytes: u64, started: Instant, ok: bool) {
         self.reads += 1;
         self.read_bytes += bytes;
-        record("read", backend, started, ok);
+        self.record(READ, started, ok);
     }
 
     /// Records one write of `bytes` that started at `started`.
-    pub(crate) fn write(&mut self, backend: &'static str, bytes: u64, started: Instant, ok: bool) {
+    pub(crate) fn write(&mut self, bytes: u64, started: Instant, ok: bool) {
         self.writes += 1;
         self.written_bytes += bytes;
-        record("write", backend, started, ok);
+        self.record(WRITE, started, ok);
+    }
+
+    fn record(&self, op: usize, started: Instant, ok: bool) {
+        let (latency, errors) = &self.metrics[op];
+        latency.record(started.elapsed().as_secs_f64());
+        if !ok {
+            errors.increment(1);
+        }
     }
 
     /// Moves the counts into `usage`.
     pub(crate) fn drain_into(&mut self, usage: &mut Usage) {
-        let taken = std::mem::take(self);
-        usage.kv_reads += taken.reads;
-        usage.kv_read_bytes += taken.read_bytes;
-        usage.kv_writes += taken.writes;
-        usage.kv_written_bytes += taken.written_bytes;
-    }
-}
-
-fn record(op: &'static str, backend: &'static str, started: Instant, ok: bool) {
-    metrics::histogram!("wasqlite_kv_call_seconds", "backend" => backend, "op" => op).record(started.elapsed().as_secs_f64());
-    if !ok {
-        metrics::counter!("wasqlite_kv_errors_total", "backend" => backend, "op" => op).increment(1);
+        usage.kv_reads += std::mem::take(&mut self.reads);
+        usage.kv_read_bytes += std::mem::take(&mut self.read_bytes);
+        usage.kv_writes += std::mem::take(&mut self.writes);
+        usage.kv_written_bytes += std::mem::take(&mut self.written_bytes);
     }
 }

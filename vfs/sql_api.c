@@ -346,12 +346,18 @@ static int encodeColumn(sqlite3_stmt *pStmt, int i){
 ** the host abandons part-way has been metered up to there.
 */
 static void meterStatement(sqlite3_stmt *pStmt){
+  sqlite3_int64 nRead = 0;
   for(int i=0; ; i++){
     sqlite3_int64 nVisit = 0;
     if( sqlite3_stmt_scanstatus_v2(pStmt, i, SQLITE_SCANSTAT_NVISIT, 0, &nVisit) ) break;
-    control.rowsRead += nVisit;
+    nRead += nVisit;
   }
-  sqlite3_stmt_scanstatus_reset(pStmt);
+  /* The reset walks every opcode: only when there is something to clear
+  ** (an INSERT of values has no loop). */
+  if( nRead>0 ){
+    control.rowsRead += nRead;
+    sqlite3_stmt_scanstatus_reset(pStmt);
+  }
   control.rowsWritten = sqlite3_total_changes64(sqlite3_db_handle(pStmt));
 }
 
@@ -454,12 +460,13 @@ int32_t wasqlite_run_many(
     if( rc!=SQLITE_OK ) break;
     p += len;
     while( (rc = sqlite3_step(pStmt))==SQLITE_ROW ){}
-    meterStatement(pStmt);
     sqlite3_reset(pStmt);
     if( rc!=SQLITE_DONE ) break;
     pOut->changes += sqlite3_changes64(db);
     pOut->nRows++;
   }
+  /* The loop counts add up across the sets' runs: one look for all. */
+  meterStatement(pStmt);
   pOut->lastRowid = sqlite3_last_insert_rowid(db);
   return rc;
 }

@@ -212,7 +212,6 @@ pub struct ActorFiles {
     kv: Arc<dyn KvStore>,
     /// KV calls and bytes since the owner last drained them (metering).
     pub(crate) kv_meter: KvMeter,
-    backend: &'static str,
     actor: ActorId,
     /// The owner's claim, carried by every write.
     fence: Fence,
@@ -262,8 +261,7 @@ impl ActorFiles {
         let limits = kv.limits();
         let immediate = kv.answers_immediately();
         ActorFiles {
-            backend: kv.backend_name(),
-            kv_meter: KvMeter::default(),
+            kv_meter: KvMeter::new(kv.backend_name()),
             kv,
             actor,
             fence: Fence::UNCLAIMED,
@@ -440,7 +438,7 @@ impl ActorFiles {
         let running = inflight::run_to_completion(&self.kv, &self.actor, write(self.kv.clone(), self.actor.clone(), self.fence));
         let started = Instant::now();
         let result = within(self.kv_timeout, "a write", running).await;
-        self.kv_meter.write(self.backend, bytes, started, result.is_ok());
+        self.kv_meter.write(bytes, started, result.is_ok());
         // The write goes on as a task (`kv::inflight`); the next wake waits
         // for it.
         self.write_timed_out |= matches!(result, Err(KvError::Timeout { .. }));
@@ -536,7 +534,7 @@ impl ActorFiles {
         let keys: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
         let started = Instant::now();
         let read = within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await;
-        self.kv_meter.read(self.backend, values_bytes(&read), started, read.is_ok());
+        self.kv_meter.read(values_bytes(&read), started, read.is_ok());
         match read.and_then(|v| answered_all(&keys, v)) {
             Ok(values) => self.load_metas(values),
             Err(e) => Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
@@ -716,7 +714,7 @@ impl ActorFiles {
                 let keys: Vec<Bytes> = group.iter().map(|i| chunk_key(tag, ChunkIndex(*i))).collect();
                 within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await.and_then(|v| answered_all(&keys, v))
             };
-            self.kv_meter.read(self.backend, values_bytes(&values), started, values.is_ok());
+            self.kv_meter.read(values_bytes(&values), started, values.is_ok());
             let values = values?;
             for (index, value) in group.iter().zip(values) {
                 out.push(chunk_from_kv(value.as_deref(), *index, kv_valid));
