@@ -16,8 +16,10 @@ fn config(max_awake: usize, idle_timeout: Duration) -> ManagerConfig {
     ManagerConfig { max_awake, idle_timeout, ..ManagerConfig::default() }
 }
 
+/// A manager over the store `WASQLITE_TEST_STORE` names (memory by default;
+/// CI runs this file on redb and the Redis Cluster too).
 fn manager(max_awake: usize, idle_timeout: Duration) -> (Manager, Host) {
-    let (host, _kv) = common::memory_host();
+    let host = common::host();
     (Manager::new(host.clone(), config(max_awake, idle_timeout)).unwrap(), host)
 }
 
@@ -187,7 +189,7 @@ impl WithOwned for Manager {
 async fn wakes_racing_sleeps_never_make_two_instances_or_lose_a_call() {
     // A budget of one over three actors and an idle timeout of 1 ms: nearly
     // every call races a budget sleep or an idle sleep of its own actor.
-    let (host, _kv) = common::memory_host();
+    let host = common::host();
     let actors = Manager::new(host.clone(), config(1, Duration::from_millis(1))).unwrap();
     for id in ["r0", "r1", "r2"] {
         actors.with(id, async |a| a.execute_batch("CREATE TABLE t(x); CREATE TABLE n(v); INSERT INTO n VALUES (0)").await).await.unwrap();
@@ -412,7 +414,7 @@ async fn a_pool_filled_by_another_host_makes_a_wake_wait_not_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_actor_taken_over_by_another_host_is_slept_here() {
-    let kv: Arc<MemoryKv> = Arc::new(MemoryKv::new());
+    let kv = common::store();
     let ours = Host::new(kv.clone()).unwrap();
     let theirs = Host::new(kv).unwrap();
     let actors = Manager::new(ours.clone(), config(4, Duration::from_secs(3600))).unwrap();
@@ -437,7 +439,7 @@ async fn the_memory_budget_sleeps_idle_actors() {
     actors.with("m0", async |a| a.query_row("SELECT 1", ()).await.map(drop)).await.unwrap();
     let one = actors.stats().awake_memory_bytes;
     assert!(one > 0);
-    let (host, _kv) = common::memory_host();
+    let host = common::host();
     let budget = one * 5 / 2;
     let cfg = ManagerConfig { max_awake_memory: Some(budget), ..config(100, Duration::from_secs(3600)) };
     let actors = Manager::new(host, cfg).unwrap();
