@@ -451,3 +451,29 @@ async fn the_memory_budget_sleeps_idle_actors() {
     let stats = actors.stats();
     assert!(stats.peak_awake <= 3 && stats.budget_sleeps >= 7, "{stats:?}");
 }
+
+/// One actor's call calls another actor through the same manager.
+async fn an_actor_calls_another(actors: Manager) {
+    actors.with("callee", async |a| a.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (7)").await).await.unwrap();
+    let inner = actors.clone();
+    let seen: i64 = actors
+        .with("caller", async move |a| {
+            let x: i64 = inner.with("callee", async |b| b.query_row("SELECT x FROM t", ()).await?.get(0)).await?;
+            a.execute_batch("CREATE TABLE seen(x)").await?;
+            a.execute("INSERT INTO seen VALUES (?1)", params![x]).await?;
+            a.query_row("SELECT x FROM seen", ()).await?.get::<i64>(0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_may_call_another_actor() {
+    an_actor_calls_another(manager(4, Duration::from_secs(3600)).0).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_may_call_another_actor_on_a_current_thread_runtime() {
+    an_actor_calls_another(manager(4, Duration::from_secs(3600)).0).await;
+}
