@@ -402,7 +402,10 @@ impl Shared {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::info!(actor = %id, "sleeping an unusable actor before waking it again: {e}");
-                    let _ = self.sleep_in_place(id, slot, SleepReason::Failed).await;
+                    // Closing runs guest code: a guest job, like every sleep.
+                    let mut taken = Slot { actor: slot.actor.take(), room: slot.room.take(), held_by_session: false, metered: slot.metered };
+                    let (shared, id) = (self.clone(), id.clone());
+                    let _ = on_guest_thread(move || async move { shared.sleep_in_place(&id, &mut taken, SleepReason::Failed).await }).await;
                 }
             }
         }
