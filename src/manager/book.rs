@@ -41,8 +41,6 @@ pub(crate) struct Slot {
     /// rolled back before the next call (through the actor's own pending
     /// rollback), see `Session`.
     pub(crate) held_by_session: bool,
-    /// The part of `actor`'s usage already added to the manager's totals.
-    pub(crate) metered: Usage,
 }
 
 /// Where an awake actor stands, by when it was last used.
@@ -58,7 +56,8 @@ struct Entry {
     memory: usize,
     /// Its place in `State::idle`, while awake and unused.
     idle_key: Option<IdleKey>,
-    /// The actor's usage since it woke, as of its last call.
+    /// The actor's usage since it woke, as of the last time the manager
+    /// metered it (all of which is in the manager's totals).
     usage: Usage,
 }
 
@@ -206,16 +205,26 @@ impl Book {
         taken
     }
 
-    /// Records the linear memory of `id`'s instance and its usage after a
-    /// call; notifies when the awake actors no longer fit the memory budget.
-    pub(crate) fn after_call(&self, id: &ActorId, bytes: usize, usage: Usage) {
+    /// Records `usage` as `id`'s latest and returns the one recorded before
+    /// (nothing since its wake: zero), so that the caller can add the
+    /// difference to the totals.
+    pub(crate) fn swap_usage(&self, id: &ActorId, usage: Usage) -> Usage {
+        let mut state = self.state();
+        match state.entries.get_mut(id) {
+            Some(entry) if entry.awake => std::mem::replace(&mut entry.usage, usage),
+            _ => Usage::default(),
+        }
+    }
+
+    /// Records the linear memory of `id`'s instance after a call; notifies
+    /// when the awake actors no longer fit the memory budget.
+    pub(crate) fn set_memory(&self, id: &ActorId, bytes: usize) {
         let mut state = self.state();
         let state = &mut *state;
         let Some(entry) = state.entries.get_mut(id) else { return };
         if !entry.awake {
             return;
         }
-        entry.usage = usage;
         state.memory = state.memory - entry.memory + bytes;
         entry.memory = bytes;
         metrics::gauge!("wasqlite_awake_memory_bytes").set(state.memory as f64);

@@ -141,7 +141,6 @@ struct Counts {
     waits_for_room: AtomicU64,
     overloaded: AtomicU64,
     sessions_expired: AtomicU64,
-    shutdown_sleeps: AtomicU64,
 }
 
 /// A snapshot of a manager's state and what it has done.
@@ -305,7 +304,9 @@ impl Manager {
     }
 
     /// The usage of every actor since the manager started, as of their
-    /// last calls.
+    /// last calls. `database_bytes` is left at 0: sizes do not add up over
+    /// time (an awake actor's is in [`Manager::usage_of`], a sleeping one's
+    /// went to [`ManagerConfig::on_sleep`]).
     pub fn usage(&self) -> Usage {
         *self.shared.usage.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -403,7 +404,7 @@ impl Shared {
                 Err(e) => {
                     tracing::info!(actor = %id, "sleeping an unusable actor before waking it again: {e}");
                     // Closing runs guest code: a guest job, like every sleep.
-                    let mut taken = Slot { actor: slot.actor.take(), room: slot.room.take(), held_by_session: false, metered: slot.metered };
+                    let mut taken = Slot { actor: slot.actor.take(), room: slot.room.take(), held_by_session: false };
                     let (shared, id) = (self.clone(), id.clone());
                     let _ = on_guest_thread(move || async move { shared.sleep_in_place(&id, &mut taken, SleepReason::Failed).await }).await;
                 }
@@ -430,7 +431,6 @@ impl Shared {
                 (Ok(actor), room) => {
                     slot.actor = Some(actor);
                     slot.room = Some(room);
-                    slot.metered = Usage::default();
                     self.counts.wakes.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("wasqlite_wakes_total").increment(1);
                     metrics::histogram!("wasqlite_wake_seconds").record(started.elapsed().as_secs_f64());
@@ -513,23 +513,19 @@ impl Shared {
             let _ = self.sleep_in_place(id, slot, SleepReason::Failed).await;
             return;
         }
-        let (memory, usage) = (actor.memory_bytes(), actor.usage());
-        self.meter(slot);
-        self.book.after_call(id, memory, usage);
+        self.book.set_memory(id, actor.memory_bytes());
+        self.meter(id, slot);
     }
 
     /// Adds what the slot's actor used since the last look to the totals
-    /// and the metrics.
-    fn meter(&self, slot: &mut Slot) -> Usage {
+    /// and the metrics, and returns its usage since it woke.
+    fn meter(&self, id: &ActorId, slot: &Slot) -> Usage {
         let Some(actor) = slot.actor.as_ref() else { return Usage::default() };
         let now = actor.usage();
-        let delta = now - slot.metered;
-        slot.metered = now;
-        let mut totals = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-        let database_bytes = totals.database_bytes;
-        *totals += delta;
-        totals.database_bytes = database_bytes;
-        drop(totals);
+        let mut delta = now - self.book.swap_usage(id, now);
+        // Sizes do not add up over time: the totals leave them out.
+        delta.database_bytes = 0;
+        *self.usage.lock().unwrap_or_else(|p| p.into_inner()) += delta;
         metrics::counter!("wasqlite_kv_read_bytes_total").increment(delta.kv_read_bytes);
         metrics::counter!("wasqlite_kv_written_bytes_total").increment(delta.kv_written_bytes);
         metrics::counter!("wasqlite_guest_reported_rows_read_total").increment(delta.reported.rows_read);
@@ -541,7 +537,7 @@ impl Shared {
     /// unit back.
     async fn sleep_in_place(&self, id: &ActorId, slot: &mut Slot, reason: SleepReason) -> Result<(), Error> {
         self.count_sleep(reason);
-        let mut usage = self.meter(slot);
+        let mut usage = self.meter(id, slot);
         let Some(actor) = slot.actor.take() else { return Ok(()) };
         usage.sleeps += 1;
         self.usage.lock().unwrap_or_else(|p| p.into_inner()).sleeps += 1;
@@ -561,12 +557,14 @@ impl Shared {
 
     fn count_sleep(&self, reason: SleepReason) {
         let counter = match reason {
-            SleepReason::Idle => &self.counts.idle_sleeps,
-            SleepReason::Budget => &self.counts.budget_sleeps,
-            SleepReason::Failed => &self.counts.failed_sleeps,
-            SleepReason::Shutdown => &self.counts.shutdown_sleeps,
+            SleepReason::Idle => Some(&self.counts.idle_sleeps),
+            SleepReason::Budget => Some(&self.counts.budget_sleeps),
+            SleepReason::Failed => Some(&self.counts.failed_sleeps),
+            SleepReason::Shutdown => None,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         metrics::counter!("wasqlite_sleeps_total", "reason" => reason.label()).increment(1);
     }
 
@@ -577,7 +575,6 @@ impl Shared {
         on_guest_thread(move || async move {
             let mut slot = slot;
             shared.sleep_in_place(&id, &mut slot, reason).await
-
         })
         .await
     }

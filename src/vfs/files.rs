@@ -151,17 +151,22 @@ pub fn open_type(tag: FileTag) -> i32 {
     }
 }
 
-/// `operation`, or a timeout error once `limit` has passed.
 /// Bytes of keys and values in a write, for metering.
 fn entries_bytes(entries: &[KvEntry]) -> u64 {
     entries.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
 }
 
 /// Bytes of the values a read returned, for metering.
-fn values_bytes(read: &Result<Vec<Option<Bytes>>, KvError>) -> u64 {
-    read.as_ref().map_or(0, |values| values.iter().flatten().map(|v| v.len() as u64).sum())
+fn values_bytes(values: &[Option<Bytes>]) -> u64 {
+    values.iter().flatten().map(|v| v.len() as u64).sum()
 }
 
+/// Bytes a read returned, none if it failed.
+fn read_bytes(read: &Result<Vec<Option<Bytes>>, KvError>) -> u64 {
+    read.as_deref().map_or(0, values_bytes)
+}
+
+/// `operation`, or a timeout error once `limit` has passed.
 pub(crate) async fn within<T>(limit: Option<Duration>, what: &'static str, operation: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
     let Some(after) = limit else { return operation.await };
     let mut operation = std::pin::pin!(operation);
@@ -313,7 +318,7 @@ impl ActorFiles {
         let keys = Self::wake_keys();
         // The claim that read these was timed by the host's wake.
         self.kv_meter.reads += 1;
-        self.kv_meter.read_bytes += values.iter().flatten().map(|v| v.len() as u64).sum::<u64>();
+        self.kv_meter.read_bytes += values_bytes(&values);
         let mut values = match answered_all(&keys, values) {
             Ok(v) => v,
             Err(e) => return Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
@@ -534,7 +539,7 @@ impl ActorFiles {
         let keys: Vec<Bytes> = FileTag::ALL.iter().map(|t| meta_key(*t)).collect();
         let started = Instant::now();
         let read = within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await;
-        self.kv_meter.read(values_bytes(&read), started, read.is_ok());
+        self.kv_meter.read(read_bytes(&read), started, read.is_ok());
         match read.and_then(|v| answered_all(&keys, v)) {
             Ok(values) => self.load_metas(values),
             Err(e) => Err(self.fail(sqlite::SQLITE_IOERR_READ, format!("reading file metadata: {e}"))),
@@ -682,12 +687,12 @@ impl ActorFiles {
         })
     }
 
-    /// xFileSize.
     /// The size of `tag`'s file as last known, without loading anything.
     pub fn known_size(&self, tag: FileTag) -> u64 {
         self.files[tag.index()].size
     }
 
+    /// xFileSize.
     pub async fn file_size(&mut self, tag: FileTag) -> Result<u64, ResultCode> {
         self.ensure_loaded().await?;
         Ok(self.files[tag.index()].size)
@@ -714,7 +719,7 @@ impl ActorFiles {
                 let keys: Vec<Bytes> = group.iter().map(|i| chunk_key(tag, ChunkIndex(*i))).collect();
                 within(self.kv_timeout, "a read", self.kv.batch_get(&self.actor, &keys)).await.and_then(|v| answered_all(&keys, v))
             };
-            self.kv_meter.read(values_bytes(&values), started, values.is_ok());
+            self.kv_meter.read(read_bytes(&values), started, values.is_ok());
             let values = values?;
             for (index, value) in group.iter().zip(values) {
                 out.push(chunk_from_kv(value.as_deref(), *index, kv_valid));
