@@ -171,10 +171,8 @@ impl Actor {
         files.kv_meter.drain_into(&mut self.usage);
         self.usage.database_bytes = files.known_size(FileTag::Main);
         let (read, written) = watchdog::reported_rows(&conn.store);
-        // Untrusted counters: a total that went down is taken as a fresh start.
-        let delta = |now: i64, seen: i64| if now >= seen { (now - seen) as u64 } else { now.max(0) as u64 };
-        self.usage.reported.rows_read += delta(read, self.rows_seen.0);
-        self.usage.reported.rows_written += delta(written, self.rows_seen.1);
+        self.usage.reported.rows_read = self.usage.reported.rows_read.saturating_add(reported_since(read, self.rows_seen.0));
+        self.usage.reported.rows_written = self.usage.reported.rows_written.saturating_add(reported_since(written, self.rows_seen.1));
         self.rows_seen = (read, written);
     }
 
@@ -840,6 +838,13 @@ impl Actor {
     }
 }
 
+/// What a guest's running total `now` adds since it was `seen`. The total
+/// is untrusted: one that went down is taken as a fresh start, a negative one
+/// as zero.
+fn reported_since(now: i64, seen: i64) -> u64 {
+    if now >= seen { now.abs_diff(seen) } else { now.max(0) as u64 }
+}
+
 /// Counts the failures an operator watches for.
 fn count_failure(error: &Error) {
     match error {
@@ -854,5 +859,21 @@ fn stop_error(reason: StopReason) -> Error {
     match reason {
         StopReason::Deadline(timeout) => Error::Timeout { timeout },
         StopReason::Interrupted => Error::Interrupted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reported_since;
+
+    #[test]
+    fn hostile_row_counters_never_underflow_or_wrap() {
+        assert_eq!(reported_since(150, 100), 50);
+        assert_eq!(reported_since(100, 100), 0);
+        assert_eq!(reported_since(30, 100), 30, "a total that went down starts afresh");
+        assert_eq!(reported_since(-5, 100), 0);
+        assert_eq!(reported_since(i64::MIN, 0), 0);
+        assert_eq!(reported_since(i64::MAX, i64::MIN), u64::MAX, "the widest jump still fits");
+        assert_eq!(reported_since(i64::MAX, -1), i64::MAX as u64 + 1);
     }
 }
