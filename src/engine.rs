@@ -14,7 +14,6 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use sha2::{Digest, Sha256};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel, PoolingAllocationConfig,
     ProfilingStrategy,
@@ -198,7 +197,9 @@ fn check_imports(module: &Module) -> Result<(), Error> {
 fn cache_path(engine: &Engine, dir: &Path) -> PathBuf {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    dir.join(format!("wasqlite-{}-{:016x}.cwasm", &MODULE_SHA256[..16], hasher.finish()))
+    // "c32": the framing of `framed`; older files (a SHA-256 frame) are
+    // simply not looked at.
+    dir.join(format!("wasqlite-{}-{:016x}-c32.cwasm", &MODULE_SHA256[..16], hasher.finish()))
 }
 
 /// The compiled module, from the cache when a valid entry exists.
@@ -224,11 +225,10 @@ fn load_cached(engine: &Engine, path: &Path) -> Option<Module> {
         return None;
     }
     let bytes = std::fs::read(path).ok()?;
-    let (sum, payload) = bytes.split_at_checked(32)?;
-    if Sha256::digest(payload).as_slice() != sum {
+    let Some(payload) = unframed(&bytes) else {
         tracing::warn!("ignoring corrupt code cache file {}", path.display());
         return None;
-    }
+    };
     // SAFETY: the payload is exactly what `Module::serialize` wrote for an
     // engine with the same compatibility hash (part of the file name), as the
     // checksum above proves; wasmtime also checks its own header.
@@ -280,13 +280,54 @@ fn store_cached(module: &Module, path: &Path) -> std::io::Result<()> {
         file.mode(0o600);
     }
     builder.create(dir)?;
-    let mut bytes = Sha256::digest(&payload).to_vec();
-    bytes.extend_from_slice(&payload);
+    let bytes = framed(&payload);
     // Write then rename, so concurrent processes never read a partial file.
     let tmp = dir.join(format!(".{}.{}", path.file_name().unwrap().to_string_lossy(), std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::io::Write::write_all(&mut file.open(&tmp)?, &bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+/// A cache file: the payload's CRC-32, little-endian, then the payload.
+///
+/// The checksum is there for accidents (a torn or rotted file), which a
+/// CRC-32 catches. It is no defence against someone who can write the file,
+/// and neither would a cryptographic hash be, since they could rewrite it
+/// too: that is what `owned_privately` is for. A one-shot command loads
+/// these 5-6 MB at every start, where SHA-256 cost about an eighth of the
+/// whole process's time.
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(4 + payload.len());
+    bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// The payload of a cache file, if its checksum holds.
+fn unframed(bytes: &[u8]) -> Option<&[u8]> {
+    let (sum, payload) = bytes.split_at_checked(4)?;
+    (crc32fast::hash(payload).to_le_bytes() == sum).then_some(payload)
+}
+
+#[cfg(test)]
+mod framing_tests {
+    use super::{framed, unframed};
+
+    /// Any flipped bit, a truncation or an empty file is refused.
+    #[test]
+    fn a_damaged_cache_file_is_refused() {
+        let payload: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
+        let bytes = framed(&payload);
+        assert_eq!(unframed(&bytes), Some(&payload[..]));
+        for bit in (0..bytes.len() * 8).step_by(7) {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(unframed(&damaged), None, "bit {bit} flipped");
+        }
+        assert_eq!(unframed(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(unframed(&bytes[..3]), None);
+        assert_eq!(unframed(&[]), None);
+    }
 }
 
 #[cfg(all(test, unix))]

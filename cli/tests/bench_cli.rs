@@ -89,6 +89,18 @@ fn churn_reports_every_figure() {
         let svg = std::fs::read_to_string(&plot).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("live instances"), "{}", &svg[..svg.len().min(200)]);
     }
+
+    // The native reference ran once per cycle, and the ratio is the two
+    // medians' quotient.
+    assert_eq!(num(&v, "native.databases"), 3.0);
+    assert_eq!(num(&v, "native.wake_us.count"), 20.0);
+    assert_eq!(num(&v, "native.close_us.count"), 20.0);
+    assert_eq!(v["native"]["memstatus"], "off");
+    let expected = num(&v, "wake_us.p50") / num(&v, "native.wake_us.p50");
+    assert!((num(&v, "native.wake_p50_ratio") - expected).abs() < 1e-3 * expected.max(1.0), "{:#}", v["native"]);
+
+    let skipped = json(&["bench", "churn", "--actors", "2", "--cycles", "4", "--awake", "0", "--no-native", "--json"]);
+    assert!(skipped["native"].is_null(), "{:#}", skipped["native"]);
 }
 
 #[test]
@@ -107,24 +119,52 @@ fn sql_compares_with_native() {
         "0.05",
     ]);
     assert_eq!(num(&v, "rows"), 200.0);
-    for backend in ["memory", "redb", "native"] {
+    let natives = ["native-memory", "native-file"];
+    for backend in ["memory", "redb", natives[0], natives[1]] {
         assert!(v["sqlite_version"][backend].as_str().unwrap().starts_with("3."), "{backend}: {v:#}");
     }
-    assert_eq!(v["sqlite_version"]["memory"], v["sqlite_version"]["native"]);
+    assert_eq!(v["sqlite_version"]["memory"], v["sqlite_version"]["native-memory"]);
+    assert_eq!(v["native_memstatus"], "off");
+
+    // The configuration table, as each side reported it.
+    let config = &v["configuration"];
+    for backend in ["memory", "redb", natives[0], natives[1]] {
+        assert_eq!(config[backend]["page_size"], "4096", "{backend}: {config:#}");
+        assert_eq!(config[backend]["locking_mode"], "exclusive", "{backend}");
+        assert_eq!(config[backend]["foreign_keys"], "0", "{backend}");
+    }
+    assert_eq!(config["memory"]["synchronous"], "2");
+    assert_eq!(config["native-memory"]["synchronous"], "2");
+    assert_eq!(config["native-memory"]["journal_mode"], "memory");
+    assert_eq!(config["native-file"]["journal_mode"], "delete");
+    let only = |backend: &str| -> Vec<String> {
+        serde_json::from_value(config[backend]["compile_options_only_here"].clone()).unwrap()
+    };
+    assert!(only("memory").contains(&"THREADSAFE=0".to_owned()), "{:?}", only("memory"));
+    assert!(only("native-memory").contains(&"THREADSAFE=1".to_owned()), "{:?}", only("native-memory"));
     let workloads = v["workloads"].as_array().unwrap();
     assert_eq!(workloads.len(), 1);
     let w = &workloads[0];
     assert_eq!(w["name"], "point-select");
     assert_eq!(w["unit"], "ops_per_s");
-    for backend in ["memory", "redb", "native"] {
+    for backend in ["memory", "redb", natives[0], natives[1]] {
         assert!(num(w, &format!("results.{backend}.median")) > 0.0, "{backend}");
         assert_eq!(w["results"][backend]["rounds"].as_array().unwrap().len(), 2);
     }
-    for backend in ["memory", "redb"] {
-        let ratio = num(w, &format!("ratio_to_native.{backend}"));
-        assert!(ratio > 0.0 && ratio.is_finite(), "{backend}: {ratio}");
+    // A ratio is the median over rounds of wasqlite's figure over the
+    // reference's in the same round.
+    for reference in natives {
+        for backend in ["memory", "redb"] {
+            let ratio = num(w, &format!("ratio_to.{reference}.{backend}"));
+            let rounds = |b: &str| -> Vec<f64> { serde_json::from_value(w["results"][b]["rounds"].clone()).unwrap() };
+            let per_round: Vec<f64> = rounds(backend).iter().zip(rounds(reference)).map(|(a, b)| a / b).collect();
+            let expected = (per_round[0] + per_round[1]) / 2.0;
+            assert!((ratio - expected).abs() <= 0.002 + 0.01 * expected, "{reference}/{backend}: {ratio} vs {expected}");
+        }
+        for native in natives {
+            assert!(w["ratio_to"][reference].get(native).is_none(), "{reference}/{native}");
+        }
     }
-    assert!(w["ratio_to_native"].get("native").is_none());
 }
 
 #[test]
@@ -141,24 +181,25 @@ fn sql_mixed_agrees_with_native() {
         "--rounds",
         "1",
         "--backends",
-        "memory,native",
+        "memory,native-memory",
     ]);
     let w = &v["workloads"][0];
     assert_eq!(w["name"], "mixed");
     assert_eq!(w["unit"], "ms");
     let steps = w["results"]["memory"]["steps_ms"].as_object().unwrap();
     assert_eq!(steps.len(), 7);
-    assert!(num(w, "ratio_to_native.memory") > 0.0);
+    assert!(num(w, "ratio_to.native-memory.memory") > 0.0);
+    assert!(w["ratio_to"].get("native-file").is_none(), "only the references that ran");
 }
 
 #[test]
 fn bulk_insert_workloads_run_on_both_sides() {
     for workload in ["bulk-insert-25k", "bulk-insert-25k-each", "bulk-insert-25k-sql"] {
-        let v = json(&["bench", "sql", "--workload", workload, "--json", "--rounds", "1", "--backends", "memory,native"]);
+        let v = json(&["bench", "sql", "--workload", workload, "--json", "--rounds", "1", "--backends", "memory,native-memory"]);
         let w = &v["workloads"][0];
         assert_eq!(w["name"], workload);
         assert_eq!(w["unit"], "ms");
-        assert!(num(w, "results.memory.median") > 0.0 && num(w, "results.native.median") > 0.0, "{w:#}");
+        assert!(num(w, "results.memory.median") > 0.0 && num(w, "results.native-memory.median") > 0.0, "{w:#}");
     }
 }
 

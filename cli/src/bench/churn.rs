@@ -22,6 +22,13 @@
 //! linear memory. Then K actors are held awake at once to measure the RSS
 //! each awake actor costs.
 //!
+//! The native reference, in the same run (unless `--no-native`): after each
+//! cycle, native SQLite opens a database with the same schema and rows from
+//! memory (SQLite's memdb VFS, a named database shared in the process, so
+//! opening copies nothing), reads `PRAGMA user_version`, runs the same first
+//! SELECT (which parses the schema, as in the guest), and closes. The wake is
+//! quoted as a multiple of that, p50 over p50.
+//!
 //! At the end every actor is woken once more and its counter checked: the
 //! sum of the UPDATEs must equal the number of cycles, so a benchmark that
 //! lost writes fails instead of reporting.
@@ -42,6 +49,7 @@ use wasqlite::{EngineConfig, Host, HostConfig, Migrations, params};
 
 use super::measure::{Latency, Rss, cpu_time, load_average, mib, progress, round};
 use super::plot;
+use super::sql_db::native_memstatus_off;
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ChurnArgs {
@@ -80,6 +88,10 @@ pub(crate) struct ChurnArgs {
     /// The share of cycles that is warm-up, in percent.
     #[arg(long, default_value_t = 10.0)]
     warmup_percent: f64,
+    /// Skip the native reference (a native open and first SELECT after
+    /// each cycle).
+    #[arg(long)]
+    no_native: bool,
     /// Print one JSON object with every figure instead of text.
     #[arg(long)]
     json: bool,
@@ -137,6 +149,8 @@ struct Shared {
     warmup: u64,
     total: u64,
     bar: ProgressBar,
+    /// How many native reference databases there are (none: no reference).
+    native_databases: Option<usize>,
 }
 
 impl Shared {
@@ -166,6 +180,9 @@ struct Latencies {
     first_select: Latency,
     write: Latency,
     sleep: Latency,
+    /// Native SQLite: open, `PRAGMA user_version`, the first SELECT.
+    native_wake: Latency,
+    native_close: Latency,
 }
 
 impl Latencies {
@@ -176,6 +193,8 @@ impl Latencies {
             first_select: Latency::new()?,
             write: Latency::new()?,
             sleep: Latency::new()?,
+            native_wake: Latency::new()?,
+            native_close: Latency::new()?,
         })
     }
 
@@ -184,7 +203,9 @@ impl Latencies {
         self.wake_call.add(&other.wake_call)?;
         self.first_select.add(&other.first_select)?;
         self.write.add(&other.write)?;
-        self.sleep.add(&other.sleep)
+        self.sleep.add(&other.sleep)?;
+        self.native_wake.add(&other.native_wake)?;
+        self.native_close.add(&other.native_close)
     }
 }
 
@@ -218,8 +239,54 @@ async fn cycle(shared: Arc<Shared>, actors: Vec<usize>, cycles: u64) -> Result<L
         let start = Instant::now();
         actor.sleep().await.with_context(|| format!("sleeping {id}"))?;
         lat.sleep.record(start.elapsed())?;
+
+        if let Some(databases) = shared.native_databases {
+            native_wake(&native_uri(i % databases), row, &mut lat).context("the native reference")?;
+        }
     }
     Ok(lat)
+}
+
+/// Native reference databases: at most this many, shared by the actors in
+/// turn (they all hold the same schema and rows).
+const NATIVE_DATABASES: usize = 64;
+
+fn native_uri(k: usize) -> String {
+    format!("file:/wasqlite-churn-{k}?vfs=memdb")
+}
+
+/// Creates the native reference databases, as the migration creates the
+/// actors': the same pragmas that matter and the same SQL. memdb frees a
+/// shared database with its last connection, so the returned connections
+/// keep them.
+fn native_setup(databases: usize, tables: u16) -> Result<Vec<rusqlite::Connection>> {
+    (0..databases)
+        .map(|k| {
+            let conn = rusqlite::Connection::open(native_uri(k))?;
+            conn.execute_batch(&format!(
+                "PRAGMA page_size = 4096; PRAGMA journal_mode = MEMORY; BEGIN; {} PRAGMA user_version = 1; COMMIT;",
+                schema(tables)
+            ))?;
+            Ok(conn)
+        })
+        .collect::<Result<_, rusqlite::Error>>()
+        .context("creating the native reference databases")
+}
+
+/// One native wake: open, the migration check, the first SELECT; then close.
+fn native_wake(uri: &str, row: u64, lat: &mut Latencies) -> Result<()> {
+    let start = Instant::now();
+    let conn = rusqlite::Connection::open(uri)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let _: i64 = conn.query_row(SELECT, [row as i64], |r| r.get(0))?;
+    let woke = start.elapsed();
+    conn.close().map_err(|(_, e)| e)?;
+    lat.native_wake.record(woke)?;
+    lat.native_close.record(start.elapsed() - woke)?;
+    if version != 1 {
+        bail!("{uri}: user_version {version}, expected 1");
+    }
+    Ok(())
 }
 
 /// Sum of the counters of every actor; wakes each once.
@@ -234,6 +301,11 @@ async fn counter_total(host: &Host, actors: usize, phase: &'static str) -> Resul
     }
     bar.finish_and_clear();
     Ok(total)
+}
+
+/// `a` over `b` at quantile `q`.
+fn ratio(a: &Latency, b: &Latency, q: f64) -> f64 {
+    a.quantile(q) as f64 / b.quantile(q).max(1) as f64
 }
 
 /// Least-squares slope of RSS against cycles over `samples`, in bytes per
@@ -298,6 +370,10 @@ pub(crate) async fn run(args: ChurnArgs) -> Result<ExitCode> {
     let before = counter_total(&host, args.actors, "setup").await?;
     let setup = started.elapsed();
 
+    let native_databases = (!args.no_native).then(|| args.actors.min(NATIVE_DATABASES));
+    let memstatus_off = native_memstatus_off();
+    let _native_keepers = native_setup(native_databases.unwrap_or(0), args.tables)?;
+
     // The run.
     let baseline = Rss::now();
     let warmup = ((args.cycles as f64 * args.warmup_percent / 100.0).ceil() as u64).clamp(1, args.cycles);
@@ -309,6 +385,7 @@ pub(crate) async fn run(args: ChurnArgs) -> Result<ExitCode> {
         warmup,
         total: args.cycles,
         bar: progress(args.cycles, "churn"),
+        native_databases,
     });
     let c = args.concurrency as u64;
     let mut tasks = JoinSet::new();
@@ -408,6 +485,15 @@ pub(crate) async fn run(args: ChurnArgs) -> Result<ExitCode> {
             "first_select_us": lat.first_select.json(),
             "write_us": lat.write.json(),
             "sleep_us": lat.sleep.json(),
+            "native": native_databases.map(|databases| json!({
+                "databases": databases,
+                "medium": "SQLite's memdb VFS, a shared named database",
+                "memstatus": if memstatus_off { "off" } else { "on" },
+                "wake_us": lat.native_wake.json(),
+                "close_us": lat.native_close.json(),
+                "wake_p50_ratio": round(ratio(&lat.wake, &lat.native_wake, 0.5), 3),
+                "wake_p99_ratio": round(ratio(&lat.wake, &lat.native_wake, 0.99), 3),
+            })),
             "rss": {
                 "process_start_bytes": process_start_rss.total,
                 "baseline_bytes": baseline.total,
@@ -463,6 +549,15 @@ pub(crate) async fn run(args: ChurnArgs) -> Result<ExitCode> {
     println!("    first SELECT:      {}", lat.first_select.summary());
     println!("  write (UPDATE):      {}", lat.write.summary());
     println!("  sleep:               {}", lat.sleep.summary());
+    if native_databases.is_some() {
+        println!("  native open + first SELECT: {}", lat.native_wake.summary());
+        println!("    native close:             {}", lat.native_close.summary());
+        println!(
+            "  wake / native: {:.2}x at p50, {:.2}x at p99",
+            ratio(&lat.wake, &lat.native_wake, 0.5),
+            ratio(&lat.wake, &lat.native_wake, 0.99)
+        );
+    }
     println!(
         "  RSS: baseline {}, peak {}, final {}; from the end of warm-up (cycle {warmup}) {} to the end {}: drift {:+.3} MiB (trend {slope_mib_per_million:+.3} MiB per million cycles)",
         m(baseline.total),

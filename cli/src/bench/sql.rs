@@ -3,9 +3,19 @@
 //!
 //! Backends: wasqlite over `MemoryKv` (`memory`), wasqlite over the default
 //! persistent store, redb with group commit, in a temporary directory
-//! (`redb`: every commit is fsync'd), and native SQLite 3.54.1 through
-//! rusqlite, bundled, with the guest's pragmas and `synchronous = OFF`
-//! (`native`). See `sql_db.rs` for what each side does per statement.
+//! (`redb`: every commit is fsync'd), and two native references, SQLite
+//! 3.54.1 through rusqlite, bundled, with the guest's page size, locking
+//! mode and foreign-key setting, and SQLite's global memory statistics
+//! off as in the guest's build:
+//!
+//! - `native-memory`, the like-for-like one: SQLite's memory VFS (memdb),
+//!   a memory journal, `synchronous = FULL` as in the guest;
+//! - `native-file`: a file in the temporary directory, a rollback journal
+//!   on disk, `synchronous = OFF`.
+//!
+//! The run records how each side is configured, as each reports it
+//! (pragmas, and the compile options only one side has). See `sql_db.rs`
+//! for what each side does per statement.
 //!
 //! Workloads, on a table `t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT)`
 //! of `--rows` rows (10,000 by default) where they need one:
@@ -27,10 +37,10 @@
 //!
 //! Each workload runs `--rounds` rounds; in each round every backend runs
 //! once, in turn, with the same random sequence. Figures are medians over
-//! rounds; a ratio is wasqlite's figure over native's in the same round, and
-//! the median of those is quoted: for throughput, the share of native's
-//! throughput (higher is better); for time, the multiple of native's time
-//! (lower is better).
+//! rounds; a ratio is wasqlite's figure over a native reference's in the
+//! same round, and the median of those is quoted: for throughput, the share
+//! of native's throughput (higher is better); for time, the multiple of
+//! native's time (lower is better).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,11 +52,11 @@ use clap::{Args, ValueEnum};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value as Json, json};
-use wasqlite::{Host, MemoryKv, Value};
+use wasqlite::{EngineConfig, Host, HostConfig, Limits, MemoryKv, Value};
 
 use super::measure::{median, round};
 use super::mixed;
-use super::sql_db::Db;
+use super::sql_db::{Db, native_memstatus_off};
 
 #[derive(Args, Debug)]
 pub(crate) struct SqlArgs {
@@ -64,7 +74,7 @@ pub(crate) struct SqlArgs {
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
     /// Backends, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "memory,redb,native")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "memory,redb,native-memory,native-file")]
     backends: Vec<Backend>,
     /// The Redis Cluster of the `redis` backend (`redis://HOST:PORT,...`);
     /// the run's keys get a fresh prefix.
@@ -74,6 +84,10 @@ pub(crate) struct SqlArgs {
     /// system temp dir).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Compile the guest without epoch checks (no call deadlines), to show
+    /// what the sandbox's deadlines cost.
+    #[arg(long)]
+    uninterruptible: bool,
     /// Print one JSON object with every figure instead of a table.
     #[arg(long)]
     json: bool,
@@ -122,7 +136,10 @@ enum Backend {
     Memory,
     Redis,
     Redb,
-    Native,
+    NativeMemory,
+    /// `native` in commands written before there were two references.
+    #[value(alias = "native")]
+    NativeFile,
 }
 
 impl Backend {
@@ -131,7 +148,23 @@ impl Backend {
             Backend::Memory => "memory",
             Backend::Redis => "redis",
             Backend::Redb => "redb",
-            Backend::Native => "native",
+            Backend::NativeMemory => "native-memory",
+            Backend::NativeFile => "native-file",
+        }
+    }
+
+    fn is_native(self) -> bool {
+        matches!(self, Backend::NativeMemory | Backend::NativeFile)
+    }
+
+    /// Where its pages live, for the configuration table.
+    fn medium(self) -> &'static str {
+        match self {
+            Backend::Memory => "wasqlite's memory KV (a BTreeMap)",
+            Backend::Redis => "Redis Cluster",
+            Backend::Redb => "redb file, fsync per commit (group commit)",
+            Backend::NativeMemory => "SQLite's memdb VFS (a heap buffer)",
+            Backend::NativeFile => "a file (page cache, no fsync)",
         }
     }
 }
@@ -158,11 +191,20 @@ impl Backends {
             None => tempfile::tempdir(),
         }
         .context("creating a temporary directory")?;
-        let memory = Host::new(Arc::new(MemoryKv::new())).context("starting the WebAssembly host")?;
+        let config = || match args.uninterruptible {
+            false => HostConfig::default(),
+            true => HostConfig {
+                engine: EngineConfig { interruptible: false, ..Default::default() },
+                limits: Limits { call_timeout: None, ..Default::default() },
+                ..Default::default()
+            },
+        };
+        let host = |kv| Host::with_config(kv, config()).context("starting the WebAssembly host");
+        let memory = host(Arc::new(MemoryKv::new()))?;
         let redb = match args.backends.contains(&Backend::Redb) {
             true => {
                 let url = format!("redb:{}", dir.path().join("kv.redb").display());
-                Some(Host::new(wasqlite::kv::open_store(&url)?).context("starting the WebAssembly host")?)
+                Some(host(wasqlite::kv::open_store(&url)?)?)
             }
             false => None,
         };
@@ -172,7 +214,7 @@ impl Backends {
             (true, Some(url)) => {
                 let separator = if url.contains('?') { '&' } else { '?' };
                 let url = format!("{url}{separator}prefix=bench-{:08x}", rand::random::<u32>());
-                Some(Host::new(wasqlite::kv::open_store(&url)?).context("starting the WebAssembly host")?)
+                Some(host(wasqlite::kv::open_store(&url)?)?)
             }
         };
         Ok(Backends { dir, memory, redb, redis })
@@ -184,7 +226,8 @@ impl Backends {
             Backend::Memory => Db::Wasm(Box::new(self.memory.wake(name).await?)),
             Backend::Redb => Db::Wasm(Box::new(self.redb.as_ref().context("no redb host")?.wake(name).await?)),
             Backend::Redis => Db::Wasm(Box::new(self.redis.as_ref().context("no redis host")?.wake(name).await?)),
-            Backend::Native => Db::open_native(&self.dir.path().join(format!("{name}.sqlite")))?,
+            Backend::NativeMemory => Db::open_native_memory(name)?,
+            Backend::NativeFile => Db::open_native_file(&self.dir.path().join(format!("{name}.sqlite")))?,
         })
     }
 }
@@ -267,14 +310,14 @@ async fn measure(
     workload: Workload,
     args: &SqlArgs,
     backends: &Backends,
-    versions: &mut Vec<(Backend, String)>,
+    seen: &mut Vec<Seen>,
 ) -> Result<Measured> {
     let name = format!("sql-{}", workload.name());
     let mut dbs = Vec::with_capacity(args.backends.len());
     for &backend in &args.backends {
         let mut db = backends.open(backend, &name).await.with_context(|| format!("opening {}", backend.name()))?;
-        if !versions.iter().any(|(b, _)| *b == backend) {
-            versions.push((backend, db.sqlite_version().await?));
+        if !seen.iter().any(|s| s.backend == backend) {
+            seen.push(Seen::of(backend, &mut db).await.with_context(|| format!("configuration of {}", backend.name()))?);
         }
         if workload.reads_the_table() {
             fill(&mut db, args.rows).await.with_context(|| format!("filling the table on {}", backend.name()))?;
@@ -333,6 +376,40 @@ async fn measure(
     Ok(measured)
 }
 
+/// What a backend reported about itself when first opened.
+struct Seen {
+    backend: Backend,
+    version: String,
+    pragmas: Vec<(&'static str, String)>,
+    compile_options: Vec<String>,
+}
+
+impl Seen {
+    async fn of(backend: Backend, db: &mut Db) -> Result<Seen> {
+        Ok(Seen {
+            backend,
+            version: db.sqlite_version().await?,
+            pragmas: db.configuration().await?,
+            compile_options: db.compile_options().await?,
+        })
+    }
+
+    /// The configuration table's entry: pragmas, medium, statement cache,
+    /// and the compile options `other` lacks.
+    fn describe(&self, other: Option<&Seen>) -> Json {
+        let mut entry: Map<String, Json> = self.pragmas.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+        entry.insert("sqlite_version".into(), json!(self.version));
+        entry.insert("medium".into(), json!(self.backend.medium()));
+        let cache = if self.backend.is_native() { "rusqlite prepare_cached, 64" } else { "the actor's, by SQL text" };
+        entry.insert("statement_cache".into(), json!(cache));
+        if let Some(other) = other {
+            let only: Vec<&String> = self.compile_options.iter().filter(|o| !other.compile_options.contains(o)).collect();
+            entry.insert("compile_options_only_here".into(), json!(only));
+        }
+        Json::Object(entry)
+    }
+}
+
 pub(crate) async fn run(args: SqlArgs) -> Result<ExitCode> {
     if args.rounds == 0 || args.rows == 0 {
         bail!("--rounds and --rows must be at least 1");
@@ -353,26 +430,33 @@ pub(crate) async fn run(args: SqlArgs) -> Result<ExitCode> {
         }
         w => vec![w],
     };
+    let memstatus_off = native_memstatus_off();
     let backends = Backends::new(&args)?;
-    let native = args.backends.iter().position(|&b| b == Backend::Native);
-    let mut versions = Vec::new();
+    // Ratios are taken against each native reference present, the
+    // like-for-like one first.
+    let references: Vec<(usize, Backend)> = [Backend::NativeMemory, Backend::NativeFile]
+        .into_iter()
+        .filter_map(|r| Some((args.backends.iter().position(|&b| b == r)?, r)))
+        .collect();
+    let compared: Vec<(usize, Backend)> =
+        args.backends.iter().copied().enumerate().filter(|(_, b)| !b.is_native()).collect();
+    let mut seen = Vec::new();
 
     let mut results = Vec::new();
     let mut table = Vec::new();
     for &workload in &workloads {
-        let m = measure(workload, &args, &backends, &mut versions).await?;
+        let m = measure(workload, &args, &backends, &mut seen).await?;
         let medians: Vec<f64> = m.values.iter().map(|v| median(v.clone())).collect();
-        // Per-round wasqlite/native, then the median.
-        let ratios: Vec<Option<f64>> = (0..args.backends.len())
-            .map(|b| {
-                let n = native?;
-                (args.backends[b] != Backend::Native)
-                    .then(|| median((0..args.rounds).map(|r| m.values[b][r] / m.values[n][r]).collect()))
-            })
+        // Per round wasqlite/native, then the median; for each reference.
+        let per_round = |b: usize, n: usize, f: &dyn Fn(usize, usize) -> f64| -> f64 {
+            median((0..args.rounds).map(|r| f(b, r) / f(n, r)).collect())
+        };
+        let ratios: Vec<Vec<f64>> = references
+            .iter()
+            .map(|&(n, _)| compared.iter().map(|&(b, _)| per_round(b, n, &|i, r| m.values[i][r])).collect())
             .collect();
 
         let mut per_backend = Map::new();
-        let mut ratio_json = Map::new();
         for (b, backend) in args.backends.iter().enumerate() {
             let mut entry = json!({
                 "median": round(medians[b], 2),
@@ -389,24 +473,57 @@ pub(crate) async fn run(args: SqlArgs) -> Result<ExitCode> {
                 entry["steps_ms"] = Json::Object(steps);
             }
             per_backend.insert(backend.name().to_owned(), entry);
-            if let Some(r) = ratios[b] {
-                ratio_json.insert(backend.name().to_owned(), json!(round(r, 3)));
-            }
         }
+        let ratio_json: Map<String, Json> = references
+            .iter()
+            .zip(&ratios)
+            .map(|((_, reference), row)| {
+                let row: Map<String, Json> =
+                    compared.iter().zip(row).map(|((_, b), r)| (b.name().to_owned(), json!(round(*r, 3)))).collect();
+                (reference.name().to_owned(), Json::Object(row))
+            })
+            .collect();
         results.push(json!({
             "name": workload.name(),
             "unit": if workload.is_throughput() { "ops_per_s" } else { "ms" },
             "higher_is_better": workload.is_throughput(),
             "results": per_backend,
-            "ratio_to_native": ratio_json,
+            "ratio_to": ratio_json,
         }));
-        table.push((workload, medians, ratios, m));
+        let step_ratios: Vec<Vec<Vec<f64>>> = match workload {
+            Workload::Mixed => (0..mixed::STEPS.len())
+                .map(|s| {
+                    references
+                        .iter()
+                        .map(|&(n, _)| compared.iter().map(|&(b, _)| per_round(b, n, &|i, r| m.steps[i][r][s])).collect())
+                        .collect()
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        table.push((workload, medians, ratios, step_ratios, m));
     }
 
+    // The configuration of each side; compile options are compared with
+    // wasqlite's (memory) and native-memory's.
+    let wasm_seen = seen.iter().find(|s| !s.backend.is_native());
+    let native_seen = seen.iter().find(|s| s.backend == Backend::NativeMemory);
+    let configuration: Map<String, Json> = seen
+        .iter()
+        .map(|s| {
+            let other = if s.backend.is_native() { wasm_seen } else { native_seen };
+            (s.backend.name().to_owned(), s.describe(other))
+        })
+        .collect();
+
     if args.json {
-        let versions: Map<String, Json> = versions.into_iter().map(|(b, v)| (b.name().to_owned(), json!(v))).collect();
+        let versions: Map<String, Json> =
+            seen.iter().map(|s| (s.backend.name().to_owned(), json!(s.version))).collect();
         let out = json!({
             "sqlite_version": versions,
+            "native_memstatus": if memstatus_off { "off" } else { "on" },
+            "epoch_checks": !args.uninterruptible,
+            "configuration": configuration,
             "rows": args.rows,
             "rounds": args.rounds,
             "seconds": args.seconds,
@@ -417,22 +534,26 @@ pub(crate) async fn run(args: SqlArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let versions: Vec<String> = versions.iter().map(|(b, v)| format!("{} {v}", b.name())).collect();
+    let versions: Vec<String> = seen.iter().map(|s| format!("{} {}", s.backend.name(), s.version)).collect();
     println!("SQLite versions: {}", versions.join(", "));
+    for s in &seen {
+        let pragmas: Vec<String> = s.pragmas.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("{}: {}; {}", s.backend.name(), pragmas.join(" "), s.backend.medium());
+    }
     let mut header = "| workload | unit |".to_owned();
     let mut rule = "|---|---|".to_owned();
     for backend in &args.backends {
         header += &format!(" {} |", backend.name());
         rule += "---:|";
     }
-    for backend in args.backends.iter().filter(|&&b| b != Backend::Native) {
-        if native.is_some() {
-            header += &format!(" {}/native |", backend.name());
+    for (_, reference) in &references {
+        for (_, backend) in &compared {
+            header += &format!(" {}/{} |", backend.name(), reference.name());
             rule += "---:|";
         }
     }
     println!("{header}\n{rule}");
-    let row = |name: &str, unit: &str, medians: &[f64], ratios: &[Option<f64>], digits: usize| {
+    let row = |name: &str, unit: &str, medians: &[f64], ratios: &[Vec<f64>], digits: usize| {
         let mut line = format!("| {name} | {unit} |");
         for v in medians {
             line += &format!(" {v:.digits$} |");
@@ -442,28 +563,25 @@ pub(crate) async fn run(args: SqlArgs) -> Result<ExitCode> {
         }
         println!("{line}");
     };
-    for (workload, medians, ratios, m) in &table {
+    for (workload, medians, ratios, step_ratios, m) in &table {
         let unit = if workload.is_throughput() { "ops/s" } else { "ms" };
         row(workload.name(), unit, medians, ratios, if workload.is_throughput() { 0 } else { 1 });
         if *workload == Workload::Mixed {
             for (s, step) in mixed::STEPS.iter().enumerate() {
                 let per_round = |b: usize| -> Vec<f64> { m.steps[b].iter().map(|r| r[s]).collect() };
                 let step_medians: Vec<f64> = (0..args.backends.len()).map(|b| median(per_round(b))).collect();
-                let step_ratios: Vec<Option<f64>> = (0..args.backends.len())
-                    .map(|b| {
-                        let n = native?;
-                        (args.backends[b] != Backend::Native)
-                            .then(|| median((0..args.rounds).map(|r| m.steps[b][r][s] / m.steps[n][r][s]).collect()))
-                    })
-                    .collect();
-                row(&format!("mixed: {step}"), "ms", &step_medians, &step_ratios, 1);
+                row(&format!("mixed: {step}"), "ms", &step_medians, &step_ratios[s], 1);
             }
         }
     }
     println!(
         "\nMedians of {} rounds ({} s per throughput round, {} rows). Ratios: wasqlite over native in the same round, median; \
-         for ops/s the share of native (higher is better), for ms the multiple of native's time (lower is better).",
-        args.rounds, args.seconds, args.rows
+         for ops/s the share of native (higher is better), for ms the multiple of native's time (lower is better). \
+         Native memory statistics: {}.",
+        args.rounds,
+        args.seconds,
+        args.rows,
+        if memstatus_off { "off, as in the guest" } else { "on (could not be turned off)" }
     );
     Ok(ExitCode::SUCCESS)
 }

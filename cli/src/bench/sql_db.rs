@@ -23,7 +23,7 @@ use wasqlite::{Actor, Value};
 pub(crate) enum Db {
     /// A wasqlite actor (its KV decides memory or redb).
     Wasm(Box<Actor>),
-    /// Native SQLite, in a file.
+    /// Native SQLite, in memory or in a file.
     Native(Connection),
 }
 
@@ -73,20 +73,89 @@ pub(crate) fn checksum(mut sum: u64, row: &[Value]) -> u64 {
     sum
 }
 
+/// Whether SQLite's global memory statistics could be turned off before the
+/// first native connection, as the guest's build has them
+/// (`SQLITE_DEFAULT_MEMSTATUS=0`): with them on, every allocation of a
+/// thread-safe SQLite takes a global mutex.
+pub(crate) fn native_memstatus_off() -> bool {
+    // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int. Before initialization
+    // sqlite3_config only sets a global; after it, it returns SQLITE_MISUSE
+    // and changes nothing.
+    unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int) == 0 }
+}
+
+/// Native SQLite's run-time settings, to match the guest's where they can be
+/// set per connection: 4 KiB pages, exclusive locking, foreign keys off (the
+/// bundled build turns them on by default; the guest's does not).
+const NATIVE_PRAGMAS: &str =
+    "PRAGMA page_size = 4096; PRAGMA locking_mode = EXCLUSIVE; PRAGMA foreign_keys = OFF;";
+
 impl Db {
-    /// Opens native SQLite at `path` with the pragmas wasqlite's guest uses, which
-    /// are also what wasqlite's guest runs with: 4 KiB pages, a rollback
-    /// journal, exclusive locking; and no syncs (wasqlite's durability is
-    /// the KV's business, not SQLite's).
-    pub(crate) fn open_native(path: &Path) -> Result<Db> {
+    /// Native SQLite on a file at `path`: the second reference. A rollback
+    /// journal on disk and no syncs, so its commits cost `pwrite` calls
+    /// (journal, pages, journal header) but never `fsync`.
+    pub(crate) fn open_native_file(path: &Path) -> Result<Db> {
         let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-        conn.execute_batch(
-            "PRAGMA page_size = 4096; PRAGMA journal_mode = DELETE; \
-             PRAGMA locking_mode = EXCLUSIVE; PRAGMA synchronous = OFF;",
-        )
-        .context("setting the native pragmas")?;
+        conn.execute_batch(NATIVE_PRAGMAS).context("setting the native pragmas")?;
+        conn.execute_batch("PRAGMA journal_mode = DELETE; PRAGMA synchronous = OFF;")
+            .context("setting the native pragmas")?;
+        Ok(Self::native(conn))
+    }
+
+    /// Native SQLite in memory, the like-for-like reference: SQLite's own
+    /// memory VFS (memdb) keeps the pages in a heap buffer, as the memory KV
+    /// does, under the same page cache and pager. memdb gives a rollback
+    /// journal no file of its own, so the journal lives in memory
+    /// (`journal_mode = MEMORY`); the guest's small commits write none
+    /// either (batch-atomic writes). `synchronous` is FULL, as in the guest,
+    /// though memdb's syncs do nothing.
+    pub(crate) fn open_native_memory(name: &str) -> Result<Db> {
+        let uri = format!("file:/wasqlite-bench-{name}?vfs=memdb");
+        let conn = Connection::open(&uri).with_context(|| format!("opening {uri}"))?;
+        conn.execute_batch(NATIVE_PRAGMAS).context("setting the native pragmas")?;
+        conn.execute_batch("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = FULL;")
+            .context("setting the native pragmas")?;
+        Ok(Self::native(conn))
+    }
+
+    fn native(conn: Connection) -> Db {
         conn.set_prepared_statement_cache_capacity(64);
-        Ok(Db::Native(conn))
+        Db::Native(conn)
+    }
+
+    /// How this database is configured, as it reports itself: the settings
+    /// a comparison depends on.
+    pub(crate) async fn configuration(&mut self) -> Result<Vec<(&'static str, String)>> {
+        let mut out = Vec::new();
+        for pragma in ["page_size", "journal_mode", "locking_mode", "synchronous", "foreign_keys", "cache_size"] {
+            let sql = format!("PRAGMA {pragma}");
+            let value = match self {
+                Db::Wasm(actor) => actor.query_row(sql.as_str(), ()).await?.values()[0].clone(),
+                Db::Native(conn) => conn.query_row(&sql, [], |r| r.get_ref(0).map(from_native))?,
+            };
+            let shown = match value {
+                Value::Integer(i) => i.to_string(),
+                Value::Text(s) => s,
+                other => format!("{other:?}"),
+            };
+            out.push((pragma, shown));
+        }
+        Ok(out)
+    }
+
+    /// SQLite's compile-time options, as `PRAGMA compile_options` lists them.
+    pub(crate) async fn compile_options(&mut self) -> Result<Vec<String>> {
+        const SQL: &str = "PRAGMA compile_options";
+        Ok(match self {
+            Db::Wasm(actor) => {
+                let rows = actor.query(SQL, ()).await?;
+                rows.iter().map(|r| r.get::<String>(0)).collect::<Result<_, _>>()?
+            }
+            Db::Native(conn) => {
+                let mut stmt = conn.prepare(SQL)?;
+                stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?
+            }
+        })
     }
 
     /// Runs one statement; the number of rows it changed.

@@ -100,7 +100,9 @@ impl StoreArg {
         // Named after the process, so that a refused wake elsewhere says
         // which one holds the actor.
         let lease = wasqlite::LeaseConfig { owner: Some(owner_name()), ..Default::default() };
-        Host::with_config(self.open()?, HostConfig { limits, lease, ..Default::default() }).context("starting the WebAssembly host")
+        let engine = wasqlite::EngineConfig { pooling: None, ..Default::default() };
+        Host::with_config(self.open()?, HostConfig { limits, lease, engine, ..Default::default() })
+            .context("starting the WebAssembly host")
     }
 }
 
