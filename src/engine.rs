@@ -194,51 +194,90 @@ fn check_imports(module: &Module) -> Result<(), Error> {
     Ok(())
 }
 
-fn cache_path(engine: &Engine, dir: &Path) -> PathBuf {
+/// What every cache file of this module and engine is named by; the file's
+/// checksum follows it (`{stem}-{crc32:08x}.cwasm`).
+///
+/// The checksum is there for accidents (a torn or rotted file), which a
+/// CRC-32 catches. It is no defence against someone who can write the
+/// file, and neither would a cryptographic hash be, since they could
+/// rewrite it too: that is what `owned_privately` is for. It lives in the
+/// name so that the file is exactly what `Module::serialize` wrote, which
+/// wasmtime can map instead of read and copy (a one-shot command loads these
+/// 5-6 MB at every start), and so that one rename publishes both.
+fn cache_stem(engine: &Engine) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    // "c32": the framing of `framed`; older files (a SHA-256 frame) are
-    // simply not looked at.
-    dir.join(format!("wasqlite-{}-{:016x}-c32.cwasm", &MODULE_SHA256[..16], hasher.finish()))
+    format!("wasqlite-{}-{:016x}", &MODULE_SHA256[..16], hasher.finish())
 }
 
 /// The compiled module, from the cache when a valid entry exists.
 fn load_or_compile(engine: &Engine, dir: Option<&Path>) -> Result<(Module, bool), Error> {
-    let path = dir.map(|d| cache_path(engine, d));
-    if let Some(path) = &path
-        && let Some(module) = load_cached(engine, path)
+    let stem = cache_stem(engine);
+    if let Some(dir) = dir
+        && let Some(module) = load_cached(engine, dir, &stem)
     {
         return Ok((module, true));
     }
     let module = Module::new(engine, MODULE).map_err(|e| Error::Engine(format!("compiling the guest module: {e}")))?;
-    if let Some(path) = &path
-        && let Err(e) = store_cached(&module, path)
+    if let Some(dir) = dir
+        && let Err(e) = store_cached(&module, dir, &stem)
     {
-        tracing::warn!("not caching compiled guest code at {}: {e}", path.display());
+        tracing::warn!("not caching compiled guest code in {}: {e}", dir.display());
     }
     Ok((module, false))
 }
 
-fn load_cached(engine: &Engine, path: &Path) -> Option<Module> {
-    if let Err(why) = owned_privately(path) {
-        tracing::warn!("ignoring code cache file {}: {why}", path.display());
-        return None;
-    }
-    let bytes = std::fs::read(path).ok()?;
-    let Some(payload) = unframed(&bytes) else {
-        tracing::warn!("ignoring corrupt code cache file {}", path.display());
-        return None;
-    };
-    // SAFETY: the payload is exactly what `Module::serialize` wrote for an
-    // engine with the same compatibility hash (part of the file name), as the
-    // checksum above proves; wasmtime also checks its own header.
-    match unsafe { Module::deserialize(engine, payload) } {
-        Ok(module) => Some(module),
-        Err(e) => {
-            tracing::warn!("ignoring code cache file {}: {e}", path.display());
-            None
+/// The first cache file for `stem` in `dir` that is private and whole.
+fn load_cached(engine: &Engine, dir: &Path, stem: &str) -> Option<Module> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(crc) = name.to_str().and_then(|n| cache_checksum(n, stem)) else { continue };
+        let path = entry.path();
+        if let Err(why) = owned_privately(&path) {
+            tracing::warn!("ignoring code cache file {}: {why}", path.display());
+            continue;
+        }
+        let Some(file) = open_verified(&path, crc) else {
+            tracing::warn!("ignoring corrupt code cache file {}", path.display());
+            continue;
+        };
+        // SAFETY: the file is exactly what `Module::serialize` wrote for an
+        // engine with the same compatibility hash (part of its name), as the
+        // checksum just read through this same open file shows; wasmtime
+        // also checks its own header. The file is mapped, not copied: it is
+        // replaced only by rename, never rewritten in place.
+        match unsafe { Module::deserialize_open_file(engine, file) } {
+            Ok(module) => return Some(module),
+            Err(e) => tracing::warn!("ignoring code cache file {}: {e}", path.display()),
         }
     }
+    None
+}
+
+/// The checksum in a cache file's name, if `name` is one for `stem`.
+fn cache_checksum(name: &str, stem: &str) -> Option<u32> {
+    let hex = name.strip_prefix(stem)?.strip_prefix('-')?.strip_suffix(".cwasm")?;
+    if hex.len() != 8 {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok()
+}
+
+/// The file at `path`, open, if its contents have checksum `crc`.
+fn open_verified(path: &Path, crc: u32) -> Option<std::fs::File> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 256 << 10];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    (hasher.finalize() == crc).then_some(file)
 }
 
 /// Whether a cache file may be trusted: owned by this user and writable by
@@ -266,9 +305,9 @@ fn owned_privately(_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn store_cached(module: &Module, path: &Path) -> std::io::Result<()> {
+fn store_cached(module: &Module, dir: &Path, stem: &str) -> std::io::Result<()> {
     let payload = module.serialize().map_err(std::io::Error::other)?;
-    let dir = path.parent().expect("cache path has a directory");
+    let path = dir.join(format!("{stem}-{:08x}.cwasm", crc32fast::hash(&payload)));
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     let mut file = std::fs::OpenOptions::new();
@@ -280,53 +319,53 @@ fn store_cached(module: &Module, path: &Path) -> std::io::Result<()> {
         file.mode(0o600);
     }
     builder.create(dir)?;
-    let bytes = framed(&payload);
     // Write then rename, so concurrent processes never read a partial file.
     let tmp = dir.join(format!(".{}.{}", path.file_name().unwrap().to_string_lossy(), std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    std::io::Write::write_all(&mut file.open(&tmp)?, &bytes)?;
+    std::io::Write::write_all(&mut file.open(&tmp)?, &payload)?;
     std::fs::rename(&tmp, path)
 }
 
-/// A cache file: the payload's CRC-32, little-endian, then the payload.
-///
-/// The checksum is there for accidents (a torn or rotted file), which a
-/// CRC-32 catches. It is no defence against someone who can write the file,
-/// and neither would a cryptographic hash be, since they could rewrite it
-/// too: that is what `owned_privately` is for. A one-shot command loads
-/// these 5-6 MB at every start, where SHA-256 cost about an eighth of the
-/// whole process's time.
-fn framed(payload: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(4 + payload.len());
-    bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    bytes.extend_from_slice(payload);
-    bytes
-}
-
-/// The payload of a cache file, if its checksum holds.
-fn unframed(bytes: &[u8]) -> Option<&[u8]> {
-    let (sum, payload) = bytes.split_at_checked(4)?;
-    (crc32fast::hash(payload).to_le_bytes() == sum).then_some(payload)
-}
-
 #[cfg(test)]
-mod framing_tests {
-    use super::{framed, unframed};
+mod checksum_tests {
+    use super::{cache_checksum, open_verified};
+
+    #[test]
+    fn the_checksum_is_read_from_a_cache_files_name() {
+        let stem = "wasqlite-0123456789abcdef-fedcba9876543210";
+        assert_eq!(cache_checksum(&format!("{stem}-0badf00d.cwasm"), stem), Some(0x0bad_f00d));
+        for other in [
+            format!("{stem}-c32.cwasm"),
+            format!("{stem}-0badf00d.cwasm.tmp"),
+            format!("{stem}-0badf00d0.cwasm"),
+            format!("{stem}0badf00d.cwasm"),
+            format!(".{stem}-0badf00d.cwasm.123"),
+            "wasqlite-0123456789abcdef-0000000000000000-0badf00d.cwasm".to_owned(),
+        ] {
+            assert_eq!(cache_checksum(&other, stem), None, "{other}");
+        }
+    }
 
     /// Any flipped bit, a truncation or an empty file is refused.
     #[test]
     fn a_damaged_cache_file_is_refused() {
-        let payload: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
-        let bytes = framed(&payload);
-        assert_eq!(unframed(&bytes), Some(&payload[..]));
-        for bit in (0..bytes.len() * 8).step_by(7) {
-            let mut damaged = bytes.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("code.cwasm");
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let crc = crc32fast::hash(&payload);
+        std::fs::write(&path, &payload).unwrap();
+        assert!(open_verified(&path, crc).is_some());
+        for bit in (0..payload.len() * 8).step_by(payload.len() * 8 / 50) {
+            let mut damaged = payload.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
-            assert_eq!(unframed(&damaged), None, "bit {bit} flipped");
+            std::fs::write(&path, &damaged).unwrap();
+            assert!(open_verified(&path, crc).is_none(), "bit {bit} flipped");
         }
-        assert_eq!(unframed(&bytes[..bytes.len() - 1]), None);
-        assert_eq!(unframed(&bytes[..3]), None);
-        assert_eq!(unframed(&[]), None);
+        std::fs::write(&path, &payload[..payload.len() - 1]).unwrap();
+        assert!(open_verified(&path, crc).is_none());
+        std::fs::write(&path, b"").unwrap();
+        assert!(open_verified(&path, crc).is_none());
+        assert!(open_verified(&dir.path().join("missing"), crc).is_none());
     }
 }
 

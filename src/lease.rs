@@ -78,14 +78,14 @@ impl Lease {
         self.valid_until = sent + self.ttl.saturating_sub(self.margin);
     }
 
-    /// Whether the next call should renew first.
-    pub(crate) fn wants_renewal(&self) -> bool {
-        Instant::now() >= self.renew_at
+    /// Whether a call starting at `now` should renew first.
+    pub(crate) fn wants_renewal(&self, now: Instant) -> bool {
+        now >= self.renew_at
     }
 
-    /// Whether no other host can have claimed the actor yet.
-    pub(crate) fn is_valid(&self) -> bool {
-        Instant::now() < self.valid_until
+    /// Whether, at `now`, no other host can have claimed the actor yet.
+    pub(crate) fn is_valid(&self, now: Instant) -> bool {
+        now < self.valid_until
     }
 
     /// Renews the lease in the store.

@@ -13,6 +13,52 @@ fn json(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// Whether `bench churn`, in a fresh process with its code cache in `dir`,
+/// loaded the guest's compiled code from there.
+fn churn_code_from_cache(dir: &std::path::Path) -> bool {
+    let args = ["bench", "churn", "--actors", "1", "--cycles", "1", "--awake", "0", "--no-native", "--json"];
+    let out = cargo_bin_cmd!("wasqlite").args(args).env("WASQLITE_CACHE_DIR", dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["code_from_cache"].as_bool().unwrap()
+}
+
+/// The cache files in `dir`: (name, contents).
+fn cache_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The compiled guest is cached in one file named by its CRC-32, which the
+/// next process maps instead of compiling; a damaged file is not loaded,
+/// and the recompiled code takes its place.
+#[test]
+fn the_code_cache_is_used_and_a_damaged_file_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!churn_code_from_cache(dir.path()), "an empty cache");
+    let files = cache_files(dir.path());
+    assert_eq!(files.len(), 1, "{:?}", files.iter().map(|f| &f.0).collect::<Vec<_>>());
+    let (name, bytes) = &files[0];
+    let crc = format!("-{:08x}.cwasm", crc32fast::hash(bytes));
+    assert!(name.starts_with("wasqlite-") && name.ends_with(&crc), "{name} should end with {crc}");
+
+    assert!(churn_code_from_cache(dir.path()), "the second process compiles again");
+    assert_eq!(cache_files(dir.path()), files, "a loaded cache file is left as it was");
+
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x40;
+    std::fs::write(dir.path().join(name), &damaged).unwrap();
+    assert!(!churn_code_from_cache(dir.path()), "a damaged cache file was loaded");
+    assert_eq!(cache_files(dir.path()), files, "the recompiled code replaces the damaged file");
+    assert!(churn_code_from_cache(dir.path()));
+}
+
 /// The number at `path`, which must exist.
 fn num(v: &Value, path: &str) -> f64 {
     let mut at = v;

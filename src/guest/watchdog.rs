@@ -244,15 +244,17 @@ fn set_word(cx: &mut StoreContextMut<'_, ActorState>, offset: i32, value: i32) {
     }
 }
 
-/// Starts watching a call: a deadline `timeout` from now, and a clean slate
-/// (no stop, no interrupt request left from before the call).
-pub(crate) fn arm(store: &mut Store<ActorState>, timeout: Option<Duration>) {
+/// Starts watching a call that starts at `now`: a deadline `timeout` from
+/// then, and a clean slate (no stop, no interrupt request left from before
+/// the call).
+///
+/// `now` must come from the precise clock, read just before the call: a
+/// clock the ticker keeps lags by as much as the ticker is starved of CPU,
+/// and would stop a call before its timeout.
+pub(crate) fn arm(store: &mut Store<ActorState>, timeout: Option<Duration>, now: Instant) {
     let dog = &mut store.data_mut().watchdog;
     dog.interrupt.requested.store(false, Ordering::Relaxed);
     dog.stopped = None;
-    // The precise clock: a clock the ticker keeps lags by as much as the
-    // ticker is starved of CPU, and would stop a call before its timeout.
-    let now = Instant::now();
     dog.slice_start = now;
     dog.deadline = timeout.map(|t| (now + t, t));
     set_word(&mut store.as_context_mut(), STOP, 0);
