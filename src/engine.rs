@@ -264,20 +264,34 @@ fn cache_checksum(name: &str, stem: &str) -> Option<u32> {
 }
 
 /// The file at `path`, open, if its contents have checksum `crc`.
+///
+/// The contents are checked through a read-only mapping, which reads the
+/// page cache's pages where they are; reading them into a buffer first was
+/// a sixth of a one-shot command's time.
+#[cfg(unix)]
 fn open_verified(path: &Path, crc: u32) -> Option<std::fs::File> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buffer = vec![0u8; 256 << 10];
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buffer[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).ok()?;
+    let len = usize::try_from(file.metadata().ok()?.len()).ok().filter(|&len| len > 0)?;
+    // SAFETY: a new private read-only mapping of `len` bytes of an open
+    // regular file (`owned_privately` checked the path), read only here and
+    // unmapped before returning. Cache files are replaced by rename, never
+    // truncated in place, so every mapped page stays backed while it is read.
+    unsafe {
+        let at = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0);
+        if at == libc::MAP_FAILED {
+            return None;
         }
+        let sum = crc32fast::hash(std::slice::from_raw_parts(at.cast::<u8>(), len));
+        libc::munmap(at, len);
+        (sum == crc).then_some(file)
     }
-    (hasher.finalize() == crc).then_some(file)
+}
+
+#[cfg(not(unix))]
+fn open_verified(path: &Path, crc: u32) -> Option<std::fs::File> {
+    let bytes = std::fs::read(path).ok()?;
+    (!bytes.is_empty() && crc32fast::hash(&bytes) == crc).then(|| std::fs::File::open(path).ok()).flatten()
 }
 
 /// Whether a cache file may be trusted: owned by this user and writable by

@@ -175,7 +175,18 @@ pub(crate) fn actor_id(id: &str) -> Result<ActorId> {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    // The one-shot commands handle one actor at a time, on one thread: no
+    // worker threads to start. The shell, the demo and the benchmarks run
+    // work in parallel.
+    let one_shot = matches!(
+        cli.command,
+        Command::Exec(_) | Command::Export(_) | Command::Import(_) | Command::Kv(_) | Command::Actors(_)
+    );
+    let mut builder = match one_shot {
+        true => tokio::runtime::Builder::new_current_thread(),
+        false => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = builder.enable_all().build().context("starting tokio")?;
     if let Some(addr) = cli.metrics_listen {
         let _entered = runtime.enter();
         metrics_exporter_prometheus::PrometheusBuilder::new()
