@@ -96,10 +96,7 @@ impl Db {
     /// (journal, pages, journal header) but never `fsync`.
     pub(crate) fn open_native_file(path: &Path) -> Result<Db> {
         let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-        conn.execute_batch(NATIVE_PRAGMAS).context("setting the native pragmas")?;
-        conn.execute_batch("PRAGMA journal_mode = DELETE; PRAGMA synchronous = OFF;")
-            .context("setting the native pragmas")?;
-        Ok(Self::native(conn))
+        Self::native(conn, "PRAGMA journal_mode = DELETE; PRAGMA synchronous = OFF;")
     }
 
     /// Native SQLite in memory, the like-for-like reference: SQLite's own
@@ -112,15 +109,15 @@ impl Db {
     pub(crate) fn open_native_memory(name: &str) -> Result<Db> {
         let uri = format!("file:/wasqlite-bench-{name}?vfs=memdb");
         let conn = Connection::open(&uri).with_context(|| format!("opening {uri}"))?;
-        conn.execute_batch(NATIVE_PRAGMAS).context("setting the native pragmas")?;
-        conn.execute_batch("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = FULL;")
-            .context("setting the native pragmas")?;
-        Ok(Self::native(conn))
+        Self::native(conn, "PRAGMA journal_mode = MEMORY; PRAGMA synchronous = FULL;")
     }
 
-    fn native(conn: Connection) -> Db {
+    /// A native connection with the shared settings, then its own `pragmas`.
+    fn native(conn: Connection, pragmas: &str) -> Result<Db> {
+        conn.execute_batch(NATIVE_PRAGMAS).context("setting the native pragmas")?;
+        conn.execute_batch(pragmas).context("setting the native pragmas")?;
         conn.set_prepared_statement_cache_capacity(64);
-        Db::Native(conn)
+        Ok(Db::Native(conn))
     }
 
     /// How this database is configured, as it reports itself: the settings
