@@ -23,6 +23,7 @@ use crate::meter::Usage;
 use crate::vfs::files::within;
 use crate::migrations::Migrations;
 use crate::sql::params::Params;
+use crate::sql::result::{Description, StatementResult};
 use crate::sql::row::{Row, Rows};
 use crate::sql::statement::{Connection, RowSink};
 use crate::sql::transaction::Transaction;
@@ -200,7 +201,8 @@ impl Actor {
         &self.id
     }
 
-    /// Runs one statement and returns the number of rows it changed. Rows it
+    /// Runs one statement and returns the number of rows it changed, as
+    /// [`StatementResult::changes`] counts them (0 for a SELECT). Rows it
     /// returns, if any, are stepped through and dropped.
     ///
     /// # Example
@@ -339,6 +341,57 @@ impl Actor {
         self.query(sql, params).await?.into_iter().next().ok_or(Error::NoRows)
     }
 
+    /// Runs one statement and reports its columns (with their declared
+    /// types), rows, changes and last insert rowid: what a server speaking
+    /// the libSQL protocol answers with. With `want_rows` false the rows are
+    /// stepped through and dropped, as [`Actor::execute`] does; the columns
+    /// are reported either way. A text without a statement (only spaces,
+    /// comments or semicolons) runs nothing and reports no columns and no
+    /// rows.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn f(actor: &mut wasqlite::Actor) -> Result<(), wasqlite::Error> {
+    /// use wasqlite::named_params;
+    /// let result = actor.run("INSERT INTO users(name) VALUES (:name) RETURNING id", named_params! { "name": "ada" }, true).await?;
+    /// println!("{:?} {} {}", result.columns, result.rows.len(), result.last_insert_rowid);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Actor::execute`]; [`Error::ResultTooBig`] when the rows outgrow
+    /// [`crate::Limits::max_result_bytes`], as [`Actor::query`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Actor::execute`].
+    pub async fn run(&mut self, sql: &str, params: impl Into<Params>, want_rows: bool) -> Result<StatementResult, Error> {
+        let params = params.into();
+        self.call(async |actor| actor.conn().run_statement(sql, &params, want_rows).await).await
+    }
+
+    /// Prepares one statement without running it and reports what SQLite
+    /// says about it: its parameters' names, its columns, whether it is an
+    /// `EXPLAIN` and whether it is read-only. The statement stays in the
+    /// statement cache for a later call. A text without a statement gives
+    /// an empty description.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sqlite`] for SQL that does not prepare,
+    /// [`Error::MultipleStatements`], [`Error::Poisoned`], or a guest
+    /// failure.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it is safe: it changes nothing (see [`Actor`], "Cancel
+    /// safety").
+    pub async fn describe(&mut self, sql: &str) -> Result<Description, Error> {
+        self.call(async |actor| actor.conn().describe(sql).await).await
+    }
+
     /// Runs every statement in `sql`, in order, without parameters. Stops at
     /// the first error; statements before it keep their effect unless they
     /// are inside a transaction that the caller rolls back.
@@ -384,6 +437,23 @@ impl Actor {
     /// Dropping it is safe (see [`Actor`], "Cancel safety").
     pub async fn last_insert_rowid(&mut self) -> Result<i64, Error> {
         self.call(async |actor| Ok(actor.conn().last_rowid)).await
+    }
+
+    /// Sets the rowid [`Actor::last_insert_rowid`] and
+    /// [`StatementResult::last_insert_rowid`] report until the next INSERT
+    /// (0 is what a fresh connection has): for a server that hands one
+    /// actor to one client after another, each seeing its own.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] or a guest failure.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it is safe (see [`Actor`], "Cancel safety"); a rebuilt
+    /// instance starts from 0 anyway.
+    pub async fn set_last_insert_rowid(&mut self, rowid: i64) -> Result<(), Error> {
+        self.call(async |actor| actor.conn().set_last_rowid(rowid).await).await
     }
 
     /// Whether the connection is outside any explicit transaction.

@@ -91,7 +91,7 @@ pub enum Error {
     /// A named parameter does not appear in the statement.
     #[error("the statement has no parameter named {name}")]
     UnknownParameter {
-        /// The name, with its prefix.
+        /// The name as the parameters gave it.
         name: String,
     },
     /// `execute` or `query` got more than one statement.

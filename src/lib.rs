@@ -44,6 +44,7 @@ pub use limits::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_DATABASE_SIZE, Limits, SqlLim
 pub use kv::{Fence, KvCounters, KvError, KvLimits, KvStore, MemoryKv, RedbKv, open_store};
 pub use migrations::Migrations;
 pub use sql::params::Params;
+pub use sql::result::{Column, Description, StatementResult};
 pub use sql::row::{Row, Rows};
 pub use sql::transaction::Transaction;
 pub use sql::value::{FromValue, ToValue, Value};

@@ -35,14 +35,14 @@ struct PrepareResult {
   int32_t paramCount;    /* sqlite3_bind_parameter_count() */
 };
 
-/* Where wasqlite_column_names leaves its output. */
+/* Where wasqlite_column_names and wasqlite_describe leave their output. */
 typedef struct Buffer Buffer;
 struct Buffer {
   uint8_t *p;            /* Start; owned by this file, valid until next use */
   int32_t n;             /* Bytes used */
 };
 
-static uint8_t *outBuf = 0;   /* Reused for rows and column names */
+static uint8_t *outBuf = 0;   /* Reused for rows, columns and descriptions */
 static int32_t outCap = 0;    /* Bytes allocated at outBuf */
 static int32_t outLen = 0;    /* Bytes written at outBuf */
 
@@ -227,6 +227,36 @@ static int takeBytes(const uint8_t **pp, const uint8_t *pEnd, uint32_t n){
   return 1;
 }
 
+/* Longest parameter name wasqlite_bind takes, in bytes, without a NUL. */
+#define MAX_PARAM_NAME 255
+
+/*
+** The index of the parameter named by the n bytes at z (n<=MAX_PARAM_NAME),
+** or 0 when the statement has none of that name. A name that starts with one
+** of SQLite's prefixes binds exactly; one without binds to whichever of
+** ":name", "@name" and "$name" the statement has, in that order, which is
+** how libSQL's clients pass names.
+*/
+static int paramIndex(sqlite3_stmt *pStmt, const uint8_t *z, uint32_t n){
+  static const char azPrefix[] = ":@$";
+  char zName[1 + MAX_PARAM_NAME + 1];   /* Prefix, name, NUL */
+  /* SQLite would read an embedded NUL as the end of the name, and bind a
+  ** parameter the host did not name. */
+  if( n>0 && memchr(z, 0, n)!=0 ) return 0;
+  memcpy(zName + 1, z, n);
+  zName[1 + n] = 0;
+  if( n>0 && (z[0]==':' || z[0]=='@' || z[0]=='$' || z[0]=='?') ){
+    return sqlite3_bind_parameter_index(pStmt, zName + 1);
+  }
+  for(int i=0; azPrefix[i]; i++){
+    int idx;
+    zName[0] = azPrefix[i];
+    idx = sqlite3_bind_parameter_index(pStmt, zName);
+    if( idx ) return idx;
+  }
+  return 0;
+}
+
 /*
 ** Bind every parameter from one encoded buffer (wasqlite_abi.h). Bindings
 ** left from an earlier execution are cleared first. Returns SQLITE_RANGE for
@@ -242,14 +272,11 @@ int32_t wasqlite_bind(sqlite3_stmt *pStmt, const uint8_t *p, int32_t n){
     int rc;
     if( !takeU32(&p, pEnd, &idx) ) return WASQLITE_BAD_PARAMS;
     if( idx==0 ){
-      char zName[256];
       const uint8_t *zStart;
-      if( !takeU32(&p, pEnd, &len) || len>=sizeof(zName) ) return WASQLITE_BAD_PARAMS;
+      if( !takeU32(&p, pEnd, &len) || len>MAX_PARAM_NAME ) return WASQLITE_BAD_PARAMS;
       zStart = p;
       if( !takeBytes(&p, pEnd, len) ) return WASQLITE_BAD_PARAMS;
-      memcpy(zName, zStart, len);
-      zName[len] = 0;
-      idx = (uint32_t)sqlite3_bind_parameter_index(pStmt, zName);
+      idx = (uint32_t)paramIndex(pStmt, zStart, len);
       if( idx==0 ) return SQLITE_RANGE;
     }
     if( p>=pEnd ) return WASQLITE_BAD_PARAMS;
@@ -365,16 +392,37 @@ static void meterStatement(sqlite3_stmt *pStmt){
 ** let the host take the rows so far. */
 #define ROW_BATCH_BYTES 65536
 
-/* What wasqlite_run and wasqlite_next report. */
+/* What wasqlite_run and wasqlite_next report (STEP RESULT in
+** wasqlite_abi.h). */
 typedef struct StepResult StepResult;
 struct StepResult {
   uint8_t *pRows;        /* Rows encoded back to back (valid until the next */
   int32_t nBytes;        /*   call into this file), their total size, */
   int32_t nRows;         /*   and how many */
-  int32_t reserved;      /* Keeps the 64-bit fields 8-aligned */
-  int64_t changes;       /* On SQLITE_DONE: sqlite3_changes64() */
+  int32_t nCol;          /* sqlite3_column_count() once stepped: values a row has */
+  int64_t changes;       /* On SQLITE_DONE: rows changed (changesOf()) */
   int64_t lastRowid;     /* On SQLITE_DONE: sqlite3_last_insert_rowid() */
+  int32_t nReprepare;    /* SQLITE_STMTSTATUS_REPREPARE once stepped */
+  int32_t reserved;      /* Keeps the size a multiple of 8 */
 };
+
+/* Reports the columns the statement has now. SQLite re-prepares a statement
+** whose schema changed inside sqlite3_step (the first of a run, before any
+** row), and the new program may have other columns, or other names for as
+** many: the count then changes, the counter always does, and the host
+** fetches the columns again. */
+static void reportColumns(sqlite3_stmt *pStmt, StepResult *pOut){
+  pOut->nCol = sqlite3_column_count(pStmt);
+  pOut->nReprepare = sqlite3_stmt_status(pStmt, SQLITE_STMTSTATUS_REPREPARE, 0);
+  pOut->reserved = 0;
+}
+
+/* The rows a finished run of pStmt changed. sqlite3_changes64() is the
+** count of the last INSERT, UPDATE or DELETE, which for a SELECT (or
+** BEGIN, COMMIT) is an earlier statement's: those change nothing. */
+static int64_t changesOf(sqlite3_stmt *pStmt){
+  return sqlite3_stmt_readonly(pStmt) ? 0 : sqlite3_changes64(sqlite3_db_handle(pStmt));
+}
 
 /*
 ** Step until the statement ends or ROW_BATCH_BYTES of rows are encoded, so
@@ -386,12 +434,14 @@ struct StepResult {
 ** failed step for wasqlite_errcode/errmsg.
 */
 static int32_t stepBatch(sqlite3_stmt *pStmt, StepResult *pOut){
-  int nCol = sqlite3_column_count(pStmt);
+  int nCol;
   int rc;
   outLen = 0;
   pOut->nRows = 0;
   for(;;){
     rc = sqlite3_step(pStmt);
+    /* Only now: this step may have re-prepared the statement. */
+    nCol = sqlite3_column_count(pStmt);
     if( rc!=SQLITE_ROW ) break;
     for(int i=0; i<nCol; i++){
       int rc2 = encodeColumn(pStmt, i);
@@ -406,9 +456,10 @@ static int32_t stepBatch(sqlite3_stmt *pStmt, StepResult *pOut){
   }
   pOut->pRows = outBuf;
   pOut->nBytes = outLen;
+  reportColumns(pStmt, pOut);
   meterStatement(pStmt);
   if( rc==SQLITE_ROW ) return rc;
-  pOut->changes = sqlite3_changes64(sqlite3_db_handle(pStmt));
+  pOut->changes = changesOf(pStmt);
   pOut->lastRowid = sqlite3_last_insert_rowid(sqlite3_db_handle(pStmt));
   sqlite3_reset(pStmt);
   return rc;
@@ -436,7 +487,8 @@ int32_t wasqlite_run(
 ** few thousand rows instead of one per row. Stops at the first failure with
 ** its code, after resetting the statement; nRows in the StepResult counts
 ** the sets that ran to the end, changes is their sum, lastRowid is
-** sqlite3_last_insert_rowid() after the last of them.
+** sqlite3_last_insert_rowid() after the last of them; nCol and nReprepare
+** are as after wasqlite_run.
 */
 WASQLITE_EXPORT(wasqlite_run_many)
 int32_t wasqlite_run_many(
@@ -462,9 +514,10 @@ int32_t wasqlite_run_many(
     while( (rc = sqlite3_step(pStmt))==SQLITE_ROW ){}
     sqlite3_reset(pStmt);
     if( rc!=SQLITE_DONE ) break;
-    pOut->changes += sqlite3_changes64(db);
+    pOut->changes += changesOf(pStmt);
     pOut->nRows++;
   }
+  reportColumns(pStmt, pOut);
   /* The loop counts add up across the sets' runs: one look for all. */
   meterStatement(pStmt);
   pOut->lastRowid = sqlite3_last_insert_rowid(db);
@@ -477,9 +530,21 @@ int32_t wasqlite_next(sqlite3_stmt *pStmt, StepResult *pOut){
   return stepBatch(pStmt, pOut);
 }
 
+/* Append z to the output buffer as a u32 length and its bytes; a NULL z as
+** the length WASQLITE_NO_TEXT alone. */
+static int putText(const char *z){
+  uint32_t n = z ? (uint32_t)strlen(z) : WASQLITE_NO_TEXT;
+  int rc = outReserve(4 + (z ? (int64_t)n : 0));
+  if( rc!=SQLITE_OK ) return rc;
+  outPut(&n, 4);
+  if( z ) outPut(z, (int32_t)n);
+  return SQLITE_OK;
+}
+
 /*
-** Encode the column names of a statement, each as a u32 length and UTF-8
-** bytes, into the shared output buffer.
+** Encode the columns of a statement (COLUMN ENCODING in wasqlite_abi.h) into
+** the shared output buffer: each one's name, then its declared type, which
+** is NULL for anything but a table column (an expression, say).
 */
 WASQLITE_EXPORT(wasqlite_column_names)
 int32_t wasqlite_column_names(sqlite3_stmt *pStmt, Buffer *pOut){
@@ -488,16 +553,46 @@ int32_t wasqlite_column_names(sqlite3_stmt *pStmt, Buffer *pOut){
   outLen = 0;
   for(i=0; i<nCol; i++){
     const char *z = sqlite3_column_name(pStmt, i);
-    uint32_t n;
     if( z==0 ) return SQLITE_NOMEM;
-    n = (uint32_t)strlen(z);
-    if( (rc = outReserve(4 + (int64_t)n))!=SQLITE_OK ) return rc;
-    outPut(&n, 4);
-    outPut(z, (int32_t)n);
+    if( (rc = putText(z))!=SQLITE_OK ) return rc;
+    if( (rc = putText(sqlite3_column_decltype(pStmt, i)))!=SQLITE_OK ) return rc;
   }
   pOut->p = outBuf;
   pOut->n = outLen;
   return SQLITE_OK;
+}
+
+/*
+** Encode what SQLite says about a prepared statement without running it
+** (DESCRIPTION ENCODING in wasqlite_abi.h) into the shared output buffer:
+** whether it is read-only and an EXPLAIN, and its parameters' names.
+*/
+WASQLITE_EXPORT(wasqlite_describe)
+int32_t wasqlite_describe(sqlite3_stmt *pStmt, Buffer *pOut){
+  uint32_t aHead[3];
+  int nParam = sqlite3_bind_parameter_count(pStmt);
+  int i, rc;
+  aHead[0] = (uint32_t)sqlite3_stmt_readonly(pStmt);
+  aHead[1] = (uint32_t)sqlite3_stmt_isexplain(pStmt);
+  aHead[2] = (uint32_t)nParam;
+  outLen = 0;
+  if( (rc = outReserve(sizeof(aHead)))!=SQLITE_OK ) return rc;
+  outPut(aHead, sizeof(aHead));
+  for(i=1; i<=nParam; i++){
+    if( (rc = putText(sqlite3_bind_parameter_name(pStmt, i)))!=SQLITE_OK ) return rc;
+  }
+  pOut->p = outBuf;
+  pOut->n = outLen;
+  return SQLITE_OK;
+}
+
+/*
+** Set what sqlite3_last_insert_rowid() reports, so that a server handing the
+** connection to a new client can start it from 0.
+*/
+WASQLITE_EXPORT(wasqlite_set_last_insert_rowid)
+void wasqlite_set_last_insert_rowid(sqlite3 *db, int64_t iRowid){
+  sqlite3_set_last_insert_rowid(db, iRowid);
 }
 
 WASQLITE_EXPORT(wasqlite_finalize)

@@ -39,6 +39,29 @@
 ** never needs shared memory.
 **
 ** EXPORTS (the SQL surface, vfs/sql_api.c) are named wasqlite_*; see there.
+** Those that hand back more than a code fill a struct the host passes in
+** (PrepareResult, StepResult, Buffer), pointing into a guest buffer that
+** stays valid until the next call; the host bounds-checks every pointer,
+** length and count read from there before using it.
+**
+** STEP RESULT (guest -> host, filled by wasqlite_run, wasqlite_next and
+** wasqlite_run_many; 40 bytes, 8-aligned):
+**     @0  u32 pRows, @4 i32 nBytes: the rows, in the row encoding below
+**     @8  i32 nRows: how many (wasqlite_run_many: sets that ran to the end)
+**     @12 i32 nCol: sqlite3_column_count() after stepping, the values each
+**         of these rows has
+**     @16 i64 changes: on SQLITE_DONE, sqlite3_changes64(), or 0 for a
+**         statement that sqlite3_stmt_readonly() calls read-only (SQLite's
+**         count is then an earlier statement's)
+**     @24 i64 lastRowid: on SQLITE_DONE, sqlite3_last_insert_rowid()
+**     @32 i32 nReprepare: sqlite3_stmt_status(SQLITE_STMTSTATUS_REPREPARE)
+**         after stepping
+**     @36 i32 reserved, 0
+** SQLite re-prepares a statement whose schema changed (ALTER TABLE, say)
+** when it steps it, before the first row; the columns' count and names can
+** change then. The host knows them as of one nReprepare value, and fetches
+** them again (wasqlite_column_names) when a step reports another, after it
+** has copied the rows out of the shared buffer that call reuses.
 **
 ** ROW ENCODING (guest -> host, filled by wasqlite_run and wasqlite_next,
 ** several rows back to back): one record per column, in column order:
@@ -52,17 +75,34 @@
 ** PARAMETER ENCODING (host -> guest, read by wasqlite_run and wasqlite_bind):
 ** one record per parameter:
 **     u32 little-endian index (1-based), or 0 for "by name", followed then by
-**       u32 name length and the name, including its prefix (":a", "@a", "$a")
+**       u32 name length (at most 255) and the name. A name that starts with
+**       a prefix (":a", "@a", "$a", "?3") binds to exactly that parameter;
+**       one without ("a") binds to ":a", "@a" or "$a", the first of those
+**       the statement has.
 **     u8 type and payload, encoded as in a row.
 ** wasqlite_run_many takes several parameter sets back to back, each a u32
 ** little-endian byte length followed by that many bytes of records.
+**
+** TEXT OR NULL (in the two encodings below): u32 little-endian byte length
+** and the UTF-8 bytes, or the length WASQLITE_NO_TEXT alone for NULL.
+**
+** COLUMN ENCODING (guest -> host, filled by wasqlite_column_names): for each
+** result column in order, its name (never NULL), then its declared type
+** (sqlite3_column_decltype: NULL unless the column is a table column), each
+** as a text-or-NULL.
+**
+** DESCRIPTION ENCODING (guest -> host, filled by wasqlite_describe):
+**     u32 sqlite3_stmt_readonly(), u32 sqlite3_stmt_isexplain() (0, 1, or 2
+**     for EXPLAIN QUERY PLAN), u32 sqlite3_bind_parameter_count(), then
+**     each parameter's name from index 1 on, with its prefix, as a
+**     text-or-NULL (NULL for a nameless "?").
 */
 #ifndef WASQLITE_ABI_H
 #define WASQLITE_ABI_H
 
 #include <stdint.h>
 
-#define WASQLITE_ABI_VERSION 6
+#define WASQLITE_ABI_VERSION 7
 
 /* Value type tags, shared by rows and parameters. */
 #define WASQLITE_INTEGER 1
@@ -73,6 +113,9 @@
 
 /* Extra result code: a parameter record that does not decode. */
 #define WASQLITE_BAD_PARAMS 0x10000
+
+/* The length that stands for NULL where text may be NULL. */
+#define WASQLITE_NO_TEXT 0xFFFFFFFF
 
 /* X(index, method): the methods forwarded to the host, in a stable order. */
 #define WASQLITE_VFS_METHODS(X) \

@@ -2,7 +2,7 @@
 //! header and fails if the two disagree.
 
 /// Version of the contract; the guest exports it as `wasqlite_abi_version`.
-pub(crate) const ABI_VERSION: i32 = 6;
+pub(crate) const ABI_VERSION: i32 = 7;
 
 /// The module every guest import lives in.
 pub(crate) const IMPORT_MODULE: &str = "wasqlite";
@@ -44,6 +44,14 @@ pub(crate) mod tag {
 /// Returned by `wasqlite_bind` for a parameter buffer that does not decode.
 pub(crate) const BAD_PARAMS: i32 = 0x10000;
 
+/// The length that stands for NULL in the column and description encodings.
+pub(crate) const NO_TEXT: u32 = 0xFFFF_FFFF;
+
+/// The most result columns a statement can have: SQLite's ceiling on
+/// SQLITE_MAX_COLUMN, whatever the guest was built or opened with. A larger
+/// count from the guest is a broken guest, refused before it sizes anything.
+pub(crate) const MAX_COLUMNS: usize = 32767;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +89,6 @@ mod tests {
         assert_eq!(define("WASQLITE_BLOB").parse::<u8>().unwrap(), tag::BLOB);
         assert_eq!(define("WASQLITE_NULL").parse::<u8>().unwrap(), tag::NULL);
         assert_eq!(i32::from_str_radix(define("WASQLITE_BAD_PARAMS").trim_start_matches("0x"), 16).unwrap(), BAD_PARAMS);
+        assert_eq!(u32::from_str_radix(define("WASQLITE_NO_TEXT").trim_start_matches("0x"), 16).unwrap(), NO_TEXT);
     }
 }

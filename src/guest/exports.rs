@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::{Extern, Instance, Memory, Module, ModuleExport, Store, TypedFunc, WasmParams, WasmResults};
 
 use super::CallMode;
-use super::abi::ABI_VERSION;
+use super::abi::{ABI_VERSION, MAX_COLUMNS};
 use super::handles::{DbHandle, GuestPtr, StmtHandle, StmtRef};
 use super::memory::{c_str, read_i32, slice, slice_mut};
 use crate::error::Error;
@@ -37,6 +37,19 @@ pub(crate) struct Prepared {
     pub(crate) stmt: StmtHandle,
     pub(crate) column_count: usize,
     pub(crate) param_count: usize,
+}
+
+/// The columns a statement's rows have, as a step reports them
+/// (StepResult.nCol and .nReprepare): SQLite re-prepares a statement whose
+/// schema changed when it steps it, and the new program may have other
+/// columns. Columns learned under one `reprepares` value hold until a step
+/// reports another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Values in each row.
+    pub(crate) column_count: usize,
+    /// `SQLITE_STMTSTATUS_REPREPARE`: 0 for a statement just prepared.
+    pub(crate) reprepares: u32,
 }
 
 /// What one `run` or `next` call ended with.
@@ -77,13 +90,15 @@ pub(crate) struct GuestApi {
     next: TypedFunc<(i32, i32), i32>,
     run_many: TypedFunc<(i32, i32, i32, i32), i32>,
     column_names: TypedFunc<(i32, i32), i32>,
+    describe: TypedFunc<(i32, i32), i32>,
+    set_last_insert_rowid: TypedFunc<(i32, i64), ()>,
     finalize: TypedFunc<i32, i32>,
     errcode: TypedFunc<i32, i32>,
     errmsg: TypedFunc<i32, i32>,
     autocommit: TypedFunc<i32, i32>,
     control: TypedFunc<(), i32>,
-    /// 32 bytes of guest memory for out-parameters (PrepareResult,
-    /// StepResult and Buffer in sql_api.c, the largest 32).
+    /// Guest memory for out-parameters (PrepareResult, StepResult and
+    /// Buffer in sql_api.c): `SCRATCH_BYTES`.
     scratch: i32,
     /// A grow-only guest buffer for SQL text and parameters (0: none yet).
     arg_buf: i32,
@@ -91,6 +106,9 @@ pub(crate) struct GuestApi {
     /// How this instance's imports were linked.
     mode: CallMode,
 }
+
+/// Size of the largest out-parameter struct, StepResult.
+const SCRATCH_BYTES: usize = 40;
 
 /// Calls `func` the way `mode` requires.
 async fn invoke<P: WasmParams + Send + Sync, R: WasmResults + Send + Sync>(
@@ -129,7 +147,7 @@ pub(crate) struct ExportIndex {
 }
 
 /// Every function export the host calls, in `ExportIndex::funcs` order.
-const FUNCS: [&str; 16] = [
+const FUNCS: [&str; 18] = [
     "wasqlite_abi_version",
     "wasqlite_malloc",
     "wasqlite_free",
@@ -141,6 +159,8 @@ const FUNCS: [&str; 16] = [
     "wasqlite_next",
     "wasqlite_run_many",
     "wasqlite_column_names",
+    "wasqlite_describe",
+    "wasqlite_set_last_insert_rowid",
     "wasqlite_finalize",
     "wasqlite_errcode",
     "wasqlite_errmsg",
@@ -231,6 +251,8 @@ impl GuestApi {
             next: export!(),
             run_many: export!(),
             column_names: export!(),
+            describe: export!(),
+            set_last_insert_rowid: export!(),
             finalize: export!(),
             errcode: export!(),
             errmsg: export!(),
@@ -246,7 +268,7 @@ impl GuestApi {
         if let Some(initialize) = initialize {
             invoke(mode, &initialize, store, ()).await.map_err(guest_err("initializing the guest"))?;
         }
-        api.scratch = api.malloc(store, 32).await?;
+        api.scratch = api.malloc(store, SCRATCH_BYTES).await?;
         let control = invoke(mode, &api.control, store, ()).await.map_err(guest_err("wasqlite_control"))?;
         if slice(api.memory.data(&*store), control, 8).is_none() {
             return Err(bad_guest_pointer("wasqlite_control"));
@@ -314,6 +336,9 @@ impl GuestApi {
         };
         let count = |i: i32| field(i).map(|n| usize::try_from(n).unwrap_or(0));
         let (column_count, param_count) = (count(2)?, count(3)?);
+        if column_count > MAX_COLUMNS {
+            return Err(Error::guest("wasqlite_prepare", format!("the guest reports {column_count} columns")));
+        }
         let prepared = StmtHandle::new(field(0)?).map(|stmt| Prepared { stmt, column_count, param_count });
         Ok(Prepare { rc, prepared, tail: count(1)?.min(len) })
     }
@@ -330,7 +355,7 @@ impl GuestApi {
         stmt: StmtRef,
         params: GuestPtr,
         len: usize,
-        on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
+        on_rows: impl FnOnce(&[u8], usize, Shape) -> Result<(), Error>,
     ) -> Result<Step, Error> {
         let rc = invoke(self.mode, &self.run, store, (stmt.0, params.0, len as i32, self.scratch))
             .await
@@ -343,7 +368,7 @@ impl GuestApi {
         &self,
         store: &mut Store<ActorState>,
         stmt: StmtRef,
-        on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
+        on_rows: impl FnOnce(&[u8], usize, Shape) -> Result<(), Error>,
     ) -> Result<Step, Error> {
         let rc = invoke(self.mode, &self.next, store, (stmt.0, self.scratch)).await.map_err(guest_err("wasqlite_next"))?;
         self.step_result(store, rc, on_rows)
@@ -368,6 +393,17 @@ impl GuestApi {
         Ok(ManyResult { rc, done, changes: self.step_i64(mem, 16)?, last_rowid: self.step_i64(mem, 24)? })
     }
 
+    /// The columns the StepResult at `scratch` reports, within bounds: the
+    /// count sizes the decoding of every row after it.
+    fn shape(&self, mem: &[u8]) -> Result<Shape, Error> {
+        let column_count = usize::try_from(self.step_i32(mem, 12)?).ok().filter(|&n| n <= MAX_COLUMNS);
+        let reprepares = u32::try_from(self.step_i32(mem, 32)?).ok();
+        match column_count.zip(reprepares) {
+            Some((column_count, reprepares)) => Ok(Shape { column_count, reprepares }),
+            None => Err(Error::guest("reading a StepResult", "the column count or re-prepare counter is out of range")),
+        }
+    }
+
     /// The i32 at `at` in the StepResult at `scratch`.
     fn step_i32(&self, mem: &[u8], at: i32) -> Result<i32, Error> {
         self.scratch.checked_add(at).and_then(|p| read_i32(mem, p)).ok_or_else(bad_step_result)
@@ -382,13 +418,14 @@ impl GuestApi {
             .ok_or_else(bad_step_result)
     }
 
-    /// Reads the StepResult the guest left at `scratch`:
-    /// pRows @0, nBytes @4, nRows @8, changes @16, lastRowid @24.
+    /// Reads the StepResult the guest left at `scratch` (STEP RESULT in
+    /// vfs/wasqlite_abi.h): pRows @0, nBytes @4, nRows @8, nCol @12,
+    /// changes @16, lastRowid @24, nReprepare @32.
     fn step_result(
         &self,
         store: &Store<ActorState>,
         rc: i32,
-        on_rows: impl FnOnce(&[u8], usize) -> Result<(), Error>,
+        on_rows: impl FnOnce(&[u8], usize, Shape) -> Result<(), Error>,
     ) -> Result<Step, Error> {
         if rc != crate::codes::SQLITE_ROW && rc != crate::codes::SQLITE_DONE {
             return Ok(Step::Failed(rc));
@@ -396,19 +433,32 @@ impl GuestApi {
         let mem = self.memory.data(store);
         let count = usize::try_from(self.step_i32(mem, 8)?).map_err(|_| bad_step_result())?;
         let rows = slice(mem, self.step_i32(mem, 0)?, self.step_i32(mem, 4)?).ok_or_else(bad_step_result)?;
-        on_rows(rows, count)?;
+        on_rows(rows, count, self.shape(mem)?)?;
         if rc == crate::codes::SQLITE_ROW {
             return Ok(Step::More);
         }
         Ok(Step::Done { changes: self.step_i64(mem, 16)?, last_rowid: self.step_i64(mem, 24)? })
     }
 
-    /// The encoded column names of `stmt`.
+    /// The encoded columns of `stmt`: names and declared types (column
+    /// encoding in vfs/wasqlite_abi.h), unchecked.
     pub(crate) async fn column_names<'a>(&self, store: &'a mut Store<ActorState>, stmt: StmtRef) -> Result<(i32, &'a [u8]), Error> {
         let rc = invoke(self.mode, &self.column_names, store, (stmt.0, self.scratch))
             .await
             .map_err(guest_err("wasqlite_column_names"))?;
         Ok((rc, self.out_buffer(store, "wasqlite_column_names")?))
+    }
+
+    /// The encoded description of `stmt`: flags and parameter names
+    /// (description encoding in vfs/wasqlite_abi.h), unchecked.
+    pub(crate) async fn describe<'a>(&self, store: &'a mut Store<ActorState>, stmt: StmtRef) -> Result<(i32, &'a [u8]), Error> {
+        let rc = invoke(self.mode, &self.describe, store, (stmt.0, self.scratch)).await.map_err(guest_err("wasqlite_describe"))?;
+        Ok((rc, self.out_buffer(store, "wasqlite_describe")?))
+    }
+
+    /// `sqlite3_set_last_insert_rowid`.
+    pub(crate) async fn set_last_insert_rowid(&self, store: &mut Store<ActorState>, db: DbHandle, rowid: i64) -> Result<(), Error> {
+        invoke(self.mode, &self.set_last_insert_rowid, store, (db.0, rowid)).await.map_err(guest_err("wasqlite_set_last_insert_rowid"))
     }
 
     /// The buffer a Buffer struct at `scratch` points to.

@@ -1,6 +1,6 @@
 //! `StatementCache`: prepared statements kept inside the guest between
 //! calls, keyed by SQL text, so that a repeated statement skips the parser
-//! (and a repeated query skips fetching its column names).
+//! (and a repeated query skips fetching its columns).
 //!
 //! Invariants:
 //! 1. The cache owns each cached statement's handle; it gives one up only
@@ -8,39 +8,45 @@
 //!    (`Connection::retire`).
 //! 2. Every cached statement is reset (the guest resets a statement when it
 //!    finishes or fails), so it can run again at any time.
+//! 3. An entry's columns are those of its `Shape`: a run that finds the
+//!    statement re-prepared with other columns (after a schema change)
+//!    replaces both (`set_shape`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::guest::exports::Prepared;
+use crate::guest::exports::{Prepared, Shape};
 use crate::guest::handles::{StmtHandle, StmtRef};
+use crate::sql::result::ColumnSet;
 
 /// Statements kept at most; the oldest is evicted to make room.
 pub(crate) const CAPACITY: usize = 32;
 
 struct Entry {
     prepared: Prepared,
-    columns: Option<Arc<[String]>>,
+    /// What the statement's rows look like as far as the host knows.
+    shape: Shape,
+    columns: Option<Arc<ColumnSet>>,
 }
 
 /// A cached statement, lent for one call.
 #[derive(Clone)]
 pub(crate) struct Cached {
     pub(crate) stmt: StmtRef,
-    pub(crate) column_count: usize,
     pub(crate) param_count: usize,
-    /// Its column names, once a query has needed them.
-    pub(crate) columns: Option<Arc<[String]>>,
+    pub(crate) shape: Shape,
+    /// Its columns, once a call has needed them; those of `shape`.
+    pub(crate) columns: Option<Arc<ColumnSet>>,
 }
 
 impl Entry {
     fn lend(&self) -> Cached {
         Cached {
             stmt: self.prepared.stmt.as_ref(),
-            column_count: self.prepared.column_count,
             param_count: self.prepared.param_count,
+            shape: self.shape,
             columns: self.columns.clone(),
         }
     }
@@ -66,16 +72,28 @@ impl StatementCache {
         } else {
             None
         };
-        let entry = Entry { prepared, columns: None };
+        // SQLite starts a statement's re-prepare counter at 0.
+        let shape = Shape { column_count: prepared.column_count, reprepares: 0 };
+        let entry = Entry { prepared, shape, columns: None };
         let lent = entry.lend();
         self.order.push_back(sql.into());
         self.statements.insert(sql.into(), entry);
         (lent, evicted)
     }
 
-    pub(crate) fn set_columns(&mut self, sql: &str, columns: Arc<[String]>) {
+    pub(crate) fn set_columns(&mut self, sql: &str, columns: Arc<ColumnSet>) {
         if let Some(entry) = self.statements.get_mut(sql) {
             entry.columns = Some(columns);
+        }
+    }
+
+    /// Records what a run found the statement's rows to be, with their
+    /// columns when it fetched them (`None`: the next call that needs them
+    /// fetches them).
+    pub(crate) fn set_shape(&mut self, sql: &str, shape: Shape, columns: Option<Arc<ColumnSet>>) {
+        if let Some(entry) = self.statements.get_mut(sql) {
+            entry.shape = shape;
+            entry.columns = columns;
         }
     }
 

@@ -9,8 +9,8 @@ use crate::sql::value::{ToValue, Value};
 /// Parameters for one execution of a statement.
 ///
 /// Build them with [`params!`](crate::params) (positional, `?` or `?N`) or
-/// [`named_params!`](crate::named_params) (`:name`, `@name`, `$name`); `()`
-/// means none.
+/// [`named_params!`](crate::named_params) (`:name`, `@name`, `$name`, `?N`,
+/// or a bare `name`); `()` means none.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub enum Params {
     /// No parameters.
@@ -18,7 +18,9 @@ pub enum Params {
     None,
     /// Values for `?1`, `?2`, ... in order.
     Positional(Vec<Value>),
-    /// Values by name; a name without a prefix gets `:`.
+    /// Values by name. A name with a prefix (`:a`, `@a`, `$a`, `?3`) binds to
+    /// exactly that parameter; one without (`a`) to `:a`, `@a` or `$a`,
+    /// the first of those the statement has.
     Named(Vec<(String, Value)>),
 }
 
@@ -55,7 +57,9 @@ macro_rules! params {
     };
 }
 
-/// Named parameters: `named_params! { ":id": 7, ":name": "ada" }`.
+/// Named parameters: `named_params! { ":id": 7, ":name": "ada" }`; a name
+/// without a prefix (`"id"`) binds to `:id`, `@id` or `$id`, whichever the
+/// statement has.
 #[macro_export]
 macro_rules! named_params {
     () => { $crate::Params::None };
@@ -109,20 +113,22 @@ impl Params {
             .filter_map(|(name, value)| {
                 let mut out = Vec::new();
                 encode_named(&mut out, name, value).ok()?;
-                Some((with_prefix(name), out))
+                Some((name.clone(), out))
             })
             .collect()
     }
 }
 
-fn with_prefix(name: &str) -> String {
-    if name.starts_with([':', '@', '$']) { name.to_owned() } else { format!(":{name}") }
-}
+/// Longest parameter name the guest binds (`MAX_PARAM_NAME` in
+/// vfs/sql_api.c); SQLite has no use for a longer one.
+const MAX_NAME: usize = 255;
 
+/// Encodes one named parameter, its name as given: the guest resolves a
+/// name without a prefix, since only it knows which of `:a`, `@a` and `$a`
+/// the statement has.
 fn encode_named(out: &mut Vec<u8>, name: &str, value: &Value) -> Result<(), Error> {
-    let name = with_prefix(name);
-    if name.len() >= 256 {
-        return Err(Error::UnknownParameter { name });
+    if name.len() > MAX_NAME {
+        return Err(Error::UnknownParameter { name: name.to_owned() });
     }
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&(name.len() as u32).to_le_bytes());
@@ -173,7 +179,10 @@ mod tests {
         want.extend([2, 0, 0, 0, tag::TEXT, 2, 0, 0, 0, 0xc3, 0xa9]);
         want.extend([3, 0, 0, 0, tag::NULL]);
         assert_eq!(bytes, want);
+        // Names go as given; the guest finds the prefix of one without.
         let named = named_params! { "id": 1.5f64 }.encode(1).unwrap();
-        assert_eq!(&named[..11], &[0, 0, 0, 0, 3, 0, 0, 0, b':', b'i', b'd']);
+        assert_eq!(&named[..10], &[0, 0, 0, 0, 2, 0, 0, 0, b'i', b'd']);
+        assert!(matches!(Params::Named(vec![("a".repeat(256), Value::Null)]).encode(1), Err(Error::UnknownParameter { .. })));
+        assert!(Params::Named(vec![("a".repeat(255), Value::Null)]).encode(1).is_ok());
     }
 }

@@ -178,16 +178,6 @@ pub(crate) fn decode_rows(mut bytes: &[u8], count: usize, columns: usize, mut pu
     Ok(())
 }
 
-/// Decodes the column-name encoding of `wasqlite_column_names`.
-pub(crate) fn decode_names(mut bytes: &[u8]) -> Result<Vec<String>, Error> {
-    let mut names = Vec::new();
-    while !bytes.is_empty() {
-        let n = take_len(&mut bytes)?;
-        names.push(String::from_utf8_lossy(take(&mut bytes, n)?).into_owned());
-    }
-    Ok(names)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,18 +15,18 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime::Store;
 
 use crate::codes as sqlite;
 use crate::error::Error;
 use crate::guest::abi::BAD_PARAMS;
-use crate::guest::exports::{GuestApi, Prepared, Step};
+use crate::guest::exports::{GuestApi, Prepared, Shape, Step};
 use crate::guest::handles::{DbHandle, GuestPtr, StmtHandle, StmtRef};
 use crate::sql::cache::{Cached, StatementCache};
 use crate::sql::params::Params;
-use crate::sql::row::{Rows, decode_names, decode_rows};
+use crate::sql::result::{ColumnSet, Description, StatementResult, decode_columns, decode_description};
+use crate::sql::row::{Rows, decode_rows};
 use crate::state::ActorState;
 
 /// Encoded parameter sets per `wasqlite_run_many` call: enough to spread a
@@ -61,6 +61,18 @@ fn guest_layer_message(rc: i32) -> &'static str {
     }
 }
 
+/// The error for parameters given with a text that holds no statement: the
+/// one a statement without parameters would report.
+fn no_statement_takes(params: &Params) -> Result<(), Error> {
+    match params {
+        Params::Named(pairs) => match pairs.first() {
+            Some((name, _)) => Err(Error::UnknownParameter { name: name.clone() }),
+            None => Ok(()),
+        },
+        _ => params.encode(0).map(drop),
+    }
+}
+
 /// Where the rows of a statement go.
 pub(crate) enum RowSink<'a> {
     /// Stepped through and dropped.
@@ -80,12 +92,96 @@ impl RowSink<'_> {
 
 /// What a finished statement reports.
 pub(crate) struct Outcome {
+    /// Rows it changed; 0 for a read-only statement.
     pub(crate) changes: u64,
+    /// `sqlite3_last_insert_rowid()` when the statement ended.
+    pub(crate) last_rowid: i64,
     /// A `RowSink::Each` said `Break`, or a `Collect` outgrew its cap,
     /// with rows left: the statement was not reset.
     pub(crate) stopped_early: bool,
     /// A `Collect` outgrew `max_result_bytes`.
     pub(crate) too_big: bool,
+    /// The statement's columns as of the end of the run, when the caller
+    /// wanted them: those it passed, or those fetched after a re-prepare.
+    pub(crate) columns: Option<Arc<ColumnSet>>,
+    /// SQLite re-prepared the statement with other columns (or other
+    /// names): its new shape, which `columns` matches.
+    pub(crate) reshaped: Option<Shape>,
+}
+
+/// Where `Connection::run` takes each batch of rows the guest returns, and
+/// what it knows of their columns.
+struct Batches<'s> {
+    sink: RowSink<'s>,
+    /// The columns the rows have, as far as the host knows.
+    shape: Shape,
+    /// Their names and types, when the caller wants them; always those of
+    /// `shape`.
+    columns: Option<Arc<ColumnSet>>,
+    /// For `Collect`: the rows so far, `None` once past the cap (or for a
+    /// caller that gave no columns).
+    collected: Option<Rows>,
+    collected_bytes: usize,
+    max_bytes: usize,
+    too_big: bool,
+    /// The sink wants no more rows.
+    stop: bool,
+    /// A batch reported with another shape than `shape`, copied out of guest
+    /// memory: fetching the new columns is a guest call, which reuses the
+    /// buffer the rows lie in.
+    reshaped: Option<(Vec<u8>, usize, Shape)>,
+}
+
+impl Batches<'_> {
+    fn take(&mut self, bytes: &[u8], count: usize, shape: Shape) -> Result<(), Error> {
+        if shape != self.shape {
+            let kept = match self.sink {
+                RowSink::Discard => Vec::new(),
+                _ => bytes.to_vec(),
+            };
+            self.reshaped = Some((kept, count, shape));
+            return Ok(());
+        }
+        match &mut self.sink {
+            RowSink::Discard => Ok(()),
+            RowSink::Collect(_) if self.too_big => Ok(()),
+            RowSink::Collect(_) => {
+                self.collected_bytes += bytes.len();
+                if self.collected_bytes > self.max_bytes {
+                    self.too_big = true;
+                    self.stop = true;
+                    self.collected = None;
+                    return Ok(());
+                }
+                match self.collected.as_mut() {
+                    Some(rows) => decode_rows(bytes, count, shape.column_count, |values| rows.push(values)),
+                    None => Ok(()),
+                }
+            }
+            RowSink::Each(each) => {
+                let names = self.columns.as_ref().map_or_else(|| Arc::from([]), |c| c.names.clone());
+                let mut batch = Rows::new(names);
+                decode_rows(bytes, count, shape.column_count, |values| batch.push(values))?;
+                self.stop = each(batch).is_break();
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the statement's new shape, and its new columns when the caller
+    /// wants columns (`columns` is then `Some`).
+    fn reshape(&mut self, shape: Shape, columns: Option<Arc<ColumnSet>>) -> Result<(), Error> {
+        if let Some(collected) = &mut self.collected {
+            // SQLite re-prepares only before a run's first row.
+            if !collected.is_empty() {
+                return Err(Error::guest("decoding a row", "the columns changed part-way through a statement"));
+            }
+            *collected = Rows::new(columns.as_ref().map_or_else(|| Arc::from([]), |c| c.names.clone()));
+        }
+        self.shape = shape;
+        self.columns = columns;
+        Ok(())
+    }
 }
 
 impl Connection {
@@ -147,16 +243,15 @@ impl Connection {
         Error::Sqlite { code, message, storage }
     }
 
-    /// Prepares the first statement of `sql`, which must be the only one.
-    async fn prepare_single(&mut self, sql: &str) -> Result<Prepared, Error> {
+    /// Prepares the first statement of `sql`, which must be the only one;
+    /// `None` when the text holds none (only spaces and comments).
+    async fn prepare_single(&mut self, sql: &str) -> Result<Option<Prepared>, Error> {
         let ptr = self.api.stage(&mut self.store, sql.as_bytes()).await?;
         let first = self.api.prepare(&mut self.store, self.db, ptr, sql.len()).await?;
         if first.rc != sqlite::SQLITE_OK {
             return Err(self.sqlite_error(first.rc).await);
         }
-        let Some(prepared) = first.prepared else {
-            return Err(Error::Sqlite { code: sqlite::SQLITE_MISUSE, message: "the SQL text holds no statement".into(), storage: None });
-        };
+        let Some(prepared) = first.prepared else { return Ok(None) };
         let rest = sql.get(first.tail..).unwrap_or("");
         if !rest.trim_matches(|c: char| c.is_whitespace() || c == ';').is_empty() {
             // Comments alone are fine; anything SQLite would run is not.
@@ -172,35 +267,114 @@ impl Connection {
                 return Err(Error::MultipleStatements);
             }
         }
-        Ok(prepared)
+        Ok(Some(prepared))
     }
 
-    /// The cached statement for `sql`, prepared now if it is not cached.
-    async fn cached(&mut self, sql: &str) -> Result<Cached, Error> {
+    /// The cached statement for `sql`, prepared now if it is not cached;
+    /// `None` for a text that holds no statement, which is not cached.
+    async fn cached_or_empty(&mut self, sql: &str) -> Result<Option<Cached>, Error> {
         if let Some(cached) = self.cache.get(sql) {
-            return Ok(cached);
+            return Ok(Some(cached));
         }
-        let prepared = self.prepare_single(sql).await?;
+        let Some(prepared) = self.prepare_single(sql).await? else { return Ok(None) };
         let (cached, evicted) = self.cache.insert(sql, prepared);
         if let Some(evicted) = evicted {
             self.retire(evicted);
         }
-        Ok(cached)
+        Ok(Some(cached))
+    }
+
+    /// The cached statement for `sql`, prepared now if it is not cached.
+    async fn cached(&mut self, sql: &str) -> Result<Cached, Error> {
+        self.cached_or_empty(sql).await?.ok_or_else(|| Error::Sqlite {
+            code: sqlite::SQLITE_MISUSE,
+            message: "the SQL text holds no statement".into(),
+            storage: None,
+        })
     }
 
     /// Runs `sql` through the statement cache; its rows go to `rows`.
     pub(crate) async fn run_cached(&mut self, sql: &str, params: &Params, rows: RowSink<'_>) -> Result<Outcome, Error> {
         let cached = self.cached(sql).await?;
-        let columns = match (rows.wants_rows(), cached.columns) {
-            (false, _) => None,
-            (true, Some(columns)) => Some(columns),
-            (true, None) => {
-                let columns = self.column_names(cached.stmt).await?;
-                self.cache.set_columns(sql, columns.clone());
-                Some(columns)
-            }
+        let columns = match rows.wants_rows() {
+            true => Some(self.columns(sql, &cached).await?),
+            false => None,
         };
-        let outcome = self.run(cached.stmt, cached.param_count, cached.column_count, columns, params, rows).await?;
+        self.run_lent(sql, &cached, columns, params, rows).await
+    }
+
+    /// Runs one statement and reports everything about it, as
+    /// `Actor::run`: its columns always, its rows when `want_rows`.
+    pub(crate) async fn run_statement(&mut self, sql: &str, params: &Params, want_rows: bool) -> Result<StatementResult, Error> {
+        let Some(cached) = self.cached_or_empty(sql).await? else {
+            // Nothing to run, but parameters it cannot take are still an error.
+            no_statement_takes(params)?;
+            return Ok(StatementResult { columns: Vec::new(), rows: Rows::default(), changes: 0, last_insert_rowid: self.last_rowid });
+        };
+        let columns = self.columns(sql, &cached).await?;
+        let mut rows = None;
+        let sink = match want_rows {
+            true => RowSink::Collect(&mut rows),
+            false => RowSink::Discard,
+        };
+        let outcome = self.run_lent(sql, &cached, Some(columns.clone()), params, sink).await?;
+        // Those of the statement as it ran, if SQLite re-prepared it.
+        let columns = outcome.columns.unwrap_or(columns);
+        Ok(StatementResult {
+            columns: columns.columns.to_vec(),
+            rows: rows.unwrap_or_else(|| Rows::new(columns.names.clone())),
+            changes: outcome.changes,
+            last_insert_rowid: outcome.last_rowid,
+        })
+    }
+
+    /// What SQLite says about `sql` without running it, as
+    /// `Actor::describe`.
+    pub(crate) async fn describe(&mut self, sql: &str) -> Result<Description, Error> {
+        // A cached statement learns of a schema change only when it is
+        // stepped (SQLite re-prepares it then), and describing steps nothing:
+        // a fresh prepare reads the schema as it is now, and replaces it.
+        let Some(prepared) = self.prepare_single(sql).await? else { return Ok(Description::default()) };
+        if let Some(stale) = self.cache.remove(sql) {
+            self.retire(stale);
+        }
+        let (cached, evicted) = self.cache.insert(sql, prepared);
+        if let Some(evicted) = evicted {
+            self.retire(evicted);
+        }
+        let columns = self.columns(sql, &cached).await?;
+        let (rc, bytes) = self.api.describe(&mut self.store, cached.stmt).await?;
+        let described = match rc {
+            sqlite::SQLITE_OK => decode_description(bytes, cached.param_count),
+            _ => return Err(self.sqlite_error(rc).await),
+        };
+        let mut description = described?;
+        description.columns = columns.columns.to_vec();
+        Ok(description)
+    }
+
+    /// Sets `sqlite3_last_insert_rowid()`.
+    pub(crate) async fn set_last_rowid(&mut self, rowid: i64) -> Result<(), Error> {
+        self.api.set_last_insert_rowid(&mut self.store, self.db, rowid).await?;
+        self.last_rowid = rowid;
+        Ok(())
+    }
+
+    /// Runs a statement the cache lent for this call (the one cached as
+    /// `sql`), and ends it there if it was stopped part-way.
+    async fn run_lent(
+        &mut self,
+        sql: &str,
+        cached: &Cached,
+        columns: Option<Arc<ColumnSet>>,
+        params: &Params,
+        rows: RowSink<'_>,
+    ) -> Result<Outcome, Error> {
+        let outcome = self.run(cached, columns, params, rows).await?;
+        if let Some(shape) = outcome.reshaped {
+            // Later calls (and `describe`) see the columns it runs with now.
+            self.cache.set_shape(sql, shape, outcome.columns.clone());
+        }
         if outcome.stopped_early {
             // Finalizing is the guest's only way to end a statement part-way.
             if let Some(stmt) = self.cache.remove(sql) {
@@ -214,73 +388,85 @@ impl Connection {
         Ok(outcome)
     }
 
-    async fn column_names(&mut self, stmt: StmtRef) -> Result<Arc<[String]>, Error> {
-        let (rc, names) = self.api.column_names(&mut self.store, stmt).await?;
-        if rc != sqlite::SQLITE_OK {
-            return Err(self.sqlite_error(rc).await);
+    /// The columns of the statement cached as `sql`, fetched from the guest
+    /// the first time a call needs them.
+    async fn columns(&mut self, sql: &str, cached: &Cached) -> Result<Arc<ColumnSet>, Error> {
+        if let Some(columns) = &cached.columns {
+            return Ok(columns.clone());
         }
-        Ok(decode_names(names)?.into())
+        let columns = self.fetch_columns(cached.stmt, cached.shape.column_count).await?;
+        self.cache.set_columns(sql, columns.clone());
+        Ok(columns)
     }
 
-    /// Binds, steps to the end and reports; rows go to `rows` (with
-    /// `columns`, which a sink other than `Discard` needs). The guest resets
-    /// the statement when it ends, not when a sink stops it early.
-    async fn run(
-        &mut self,
-        stmt: StmtRef,
-        param_count: usize,
-        column_count: usize,
-        columns: Option<Arc<[String]>>,
-        params: &Params,
-        mut rows: RowSink<'_>,
-    ) -> Result<Outcome, Error> {
-        let encoded = params.encode(param_count)?;
+    /// The `count` columns `stmt` has now, from the guest. The call reuses
+    /// the guest's output buffer, rows and all.
+    async fn fetch_columns(&mut self, stmt: StmtRef, count: usize) -> Result<Arc<ColumnSet>, Error> {
+        let (rc, bytes) = self.api.column_names(&mut self.store, stmt).await?;
+        let decoded = match rc {
+            sqlite::SQLITE_OK => decode_columns(bytes, count),
+            _ => return Err(self.sqlite_error(rc).await),
+        };
+        Ok(Arc::new(decoded?))
+    }
+
+    /// Binds, steps to the end and reports; rows go to `rows`, with
+    /// `columns`, which a sink other than `Discard` needs: the columns of
+    /// `stmt.shape`, or `None` for a caller that wants none. The guest
+    /// resets the statement when it ends, not when a sink stops it early.
+    ///
+    /// A statement that SQLite re-prepared as it stepped it (after a schema
+    /// change) may come back with other columns: its rows are decoded with
+    /// those, wanted columns fetched again, and the outcome reports both.
+    async fn run(&mut self, stmt: &Cached, columns: Option<Arc<ColumnSet>>, params: &Params, rows: RowSink<'_>) -> Result<Outcome, Error> {
+        let encoded = params.encode(stmt.param_count)?;
         let params_ptr = match encoded.is_empty() {
             true => GuestPtr(0),
             false => self.api.stage(&mut self.store, &encoded).await?,
         };
         // `Discard` needs no columns, and its calls (every INSERT) no Rows.
-        let mut collected = match (&rows, &columns) {
-            (RowSink::Collect(_), Some(columns)) => Some(Rows::new(columns.clone())),
+        let collected = match (&rows, &columns) {
+            (RowSink::Collect(_), Some(columns)) => Some(Rows::new(columns.names.clone())),
             _ => None,
         };
-        // Atomic only so that the future stays Send; nothing is shared.
-        let stop = AtomicBool::new(false);
-        let (mut collected_bytes, mut too_big) = (0usize, false);
-        let mut sink = |bytes: &[u8], count: usize| match &mut rows {
-            RowSink::Discard => Ok(()),
-            RowSink::Collect(_) if too_big => Ok(()),
-            RowSink::Collect(_) => {
-                collected_bytes += bytes.len();
-                if collected_bytes > self.max_result_bytes {
-                    too_big = true;
-                    stop.store(true, Ordering::Relaxed);
-                    collected = None;
-                    return Ok(());
-                }
-                match collected.as_mut() {
-                    Some(rows) => decode_rows(bytes, count, column_count, |values| rows.push(values)),
-                    None => Ok(()),
-                }
-            }
-            RowSink::Each(each) => {
-                let mut batch = Rows::new(columns.clone().unwrap_or_else(|| Arc::from([])));
-                decode_rows(bytes, count, column_count, |values| batch.push(values))?;
-                stop.store(each(batch).is_break(), Ordering::Relaxed);
-                Ok(())
-            }
+        let mut batches = Batches {
+            sink: rows,
+            shape: stmt.shape,
+            columns,
+            collected,
+            collected_bytes: 0,
+            max_bytes: self.max_result_bytes,
+            too_big: false,
+            stop: false,
+            reshaped: None,
         };
-        let mut step = self.api.run(&mut self.store, stmt, params_ptr, encoded.len(), &mut sink).await?;
+        let mut reshaped = None;
+        let (stmt, len) = (stmt.stmt, encoded.len());
+        let mut step = self.api.run(&mut self.store, stmt, params_ptr, len, |b, n, shape| batches.take(b, n, shape)).await?;
         loop {
+            if let Some((bytes, count, shape)) = batches.reshaped.take() {
+                // The rows are copied out: the guest may reuse its buffer.
+                let columns = match batches.columns.is_some() {
+                    true => Some(self.fetch_columns(stmt, shape.column_count).await?),
+                    false => None,
+                };
+                batches.reshape(shape, columns)?;
+                batches.take(&bytes, count, shape)?;
+                reshaped = Some(shape);
+            }
             match step {
-                Step::More if stop.load(Ordering::Relaxed) => return Ok(Outcome { changes: 0, stopped_early: true, too_big }),
-                Step::More => step = self.api.next(&mut self.store, stmt, &mut sink).await?,
+                Step::More if batches.stop => {
+                    let (too_big, columns) = (batches.too_big, batches.columns);
+                    return Ok(Outcome { changes: 0, last_rowid: self.last_rowid, stopped_early: true, too_big, columns, reshaped });
+                }
+                Step::More => step = self.api.next(&mut self.store, stmt, |b, n, shape| batches.take(b, n, shape)).await?,
                 Step::Done { changes, last_rowid } => {
                     self.last_rowid = last_rowid;
-                    if let RowSink::Collect(out) = rows {
+                    let Batches { sink, collected, too_big, columns, .. } = batches;
+                    if let RowSink::Collect(out) = sink {
                         *out = collected;
                     }
-                    return Ok(Outcome { changes: changes.max(0) as u64, stopped_early: false, too_big });
+                    return Ok(Outcome { changes: changes.max(0) as u64, last_rowid, stopped_early: false, too_big, columns, reshaped });
                 }
                 Step::Failed(rc) => return Err(self.run_error(stmt, params, rc).await),
             }
@@ -369,9 +555,10 @@ impl Connection {
             }
             let Some(prepared) = next.prepared else { break };
             offset += next.tail.max(1);
-            let stmt = prepared.stmt.as_ref();
+            let shape = Shape { column_count: prepared.column_count, reprepares: 0 };
+            let lent = Cached { stmt: prepared.stmt.as_ref(), param_count: prepared.param_count, shape, columns: None };
             // Batches bind no parameters, so the staged text stays where it is.
-            let result = self.run(stmt, prepared.param_count, prepared.column_count, None, &Params::None, RowSink::Discard).await;
+            let result = self.run(&lent, None, &Params::None, RowSink::Discard).await;
             self.retire(prepared.stmt);
             self.finalize_retired().await?;
             result?;
