@@ -1,6 +1,7 @@
 //! The `wasqlite` command line: run SQL in an actor, open a shell, move
 //! databases in and out as ordinary SQLite files or raw KV dumps, list and
-//! destroy actors, and run the demo and the benchmarks.
+//! destroy actors, serve every actor over HTTP to the libSQL clients, and run
+//! the demo and the benchmarks.
 //!
 //! Every command names its store with `--store` (see `wasqlite::kv::open_store`);
 //! the default is a redb file under `./wasqlite-data/`. Errors end the
@@ -8,6 +9,7 @@
 
 mod bench;
 mod cli;
+mod serve;
 
 use std::process::ExitCode;
 

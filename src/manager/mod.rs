@@ -179,6 +179,8 @@ enum SleepReason {
     Budget,
     Failed,
     Shutdown,
+    /// A session's holder asked for it (`Session::sleep`).
+    Requested,
 }
 
 impl SleepReason {
@@ -188,6 +190,7 @@ impl SleepReason {
             SleepReason::Budget => "budget",
             SleepReason::Failed => "failed",
             SleepReason::Shutdown => "shutdown",
+            SleepReason::Requested => "requested",
         }
     }
 }
@@ -560,7 +563,7 @@ impl Shared {
             SleepReason::Idle => Some(&self.counts.idle_sleeps),
             SleepReason::Budget => Some(&self.counts.budget_sleeps),
             SleepReason::Failed => Some(&self.counts.failed_sleeps),
-            SleepReason::Shutdown => None,
+            SleepReason::Shutdown | SleepReason::Requested => None,
         };
         if let Some(counter) = counter {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -656,7 +659,7 @@ fn describe_metrics() {
         describe_histogram!("wasqlite_kv_call_seconds", Unit::Seconds, "KV calls of the actors' files, by backend and operation.");
         describe_counter!("wasqlite_kv_errors_total", "KV calls of the actors' files that failed, by backend and operation.");
         describe_counter!("wasqlite_wakes_total", "Wakes by the actor manager.");
-        describe_counter!("wasqlite_sleeps_total", "Sleeps by the actor manager, by reason (idle, budget, failed, shutdown).");
+        describe_counter!("wasqlite_sleeps_total", "Sleeps by the actor manager, by reason (idle, budget, failed, shutdown, requested).");
         describe_counter!("wasqlite_overloaded_total", "Wakes that found no room within the wait.");
         describe_counter!("wasqlite_poisonings_total", "Actors slept after a failure left them unusable.");
         describe_counter!("wasqlite_call_timeouts_total", "Calls stopped at their timeout.");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedMutexGuard;
 
 use super::book::{Slot, Ticket};
-use super::{Shared, on_guest_thread};
+use super::{Shared, SleepReason, on_guest_thread};
 use crate::actor::Actor;
 use crate::actor_id::ActorId;
 use crate::error::Error;
@@ -138,6 +138,27 @@ impl Session {
     /// Ends the session; an open transaction is rolled back before the
     /// actor's next call. Dropping the session does the same.
     pub fn end(self) {}
+
+    /// Ends the session and puts its actor to sleep before returning, so
+    /// that the next caller wakes a fresh connection: nothing this session
+    /// left on the connection (PRAGMA settings, TEMP tables, an open
+    /// transaction, which is rolled back) reaches that caller.
+    ///
+    /// # Errors
+    ///
+    /// What closing the database reported; the actor is asleep either way.
+    ///
+    /// # Cancel safety
+    ///
+    /// Once started, the sleep finishes even if this future is dropped.
+    pub async fn sleep(self) -> Result<(), Error> {
+        let held = self.state.held().take();
+        self.state.ended.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert("its holder put the actor to sleep");
+        let Some(Held { slot, _ticket: ticket }) = held else { return Ok(()) };
+        let slept = self.shared.put_to_sleep(self.id.clone(), slot, SleepReason::Requested).await;
+        drop(ticket);
+        slept
+    }
 }
 
 impl Drop for Session {

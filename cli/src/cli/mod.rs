@@ -55,6 +55,8 @@ enum Command {
     /// List or destroy actors.
     #[command(subcommand)]
     Actors(actors::ActorsCommand),
+    /// Serve every actor over HTTP to the libSQL clients (Hrana over HTTP).
+    Serve(crate::serve::ServeArgs),
     /// Wake many actors, write, sleep, wake and verify, and report.
     Demo(demo::DemoArgs),
     /// Benchmarks.
@@ -187,6 +189,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         false => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = builder.enable_all().build().context("starting tokio")?;
+    if let Command::Serve(args) = cli.command {
+        if cli.metrics_listen.is_some() {
+            anyhow::bail!("serve answers /metrics on its own address; drop --metrics-listen");
+        }
+        let _entered = runtime.enter();
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().context("installing the metrics recorder")?;
+        let upkeep = metrics.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        return runtime.block_on(crate::serve::run(args, metrics));
+    }
     if let Some(addr) = cli.metrics_listen {
         let _entered = runtime.enter();
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -204,5 +222,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Bench(command) => runtime.block_on(crate::bench::run(command)),
         Command::Debug(command) => runtime.block_on(debug::run(command)),
+        Command::Serve(_) => unreachable!("served above"),
     }
 }
