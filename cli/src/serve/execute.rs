@@ -6,6 +6,8 @@
 //! whole pipeline costs one hop from the HTTP task.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use wasqlite::{Actor, Error, Params, Rows, Value};
@@ -20,9 +22,58 @@ use super::hrana::{
 /// without end.
 const MAX_STORED_SQL: usize = 1024;
 
-/// The SQL texts a stream stored with `store_sql`.
+/// Bytes of SQL text all streams together may store: stored texts live as
+/// long as their streams, which clients may leave open.
+const MAX_STORED_SQL_BYTES: usize = 256 << 20;
+
+/// The SQL texts a stream stored with `store_sql`, counted against the
+/// server's budget until they are closed or the stream ends.
 #[derive(Default, Debug)]
-pub(crate) struct StoredSql(HashMap<i32, String>);
+pub(crate) struct StoredSql {
+    texts: HashMap<i32, String>,
+    bytes: usize,
+    budget: Arc<AtomicUsize>,
+}
+
+impl StoredSql {
+    pub(crate) fn new(budget: &Arc<AtomicUsize>) -> StoredSql {
+        StoredSql { texts: HashMap::new(), bytes: 0, budget: budget.clone() }
+    }
+
+    fn store(&mut self, sql_id: i32, sql: String) -> Result<(), HranaError> {
+        let refuse = |m: String| Err(HranaError::new("SQL_STORE_ERROR", m));
+        if self.texts.contains_key(&sql_id) {
+            return refuse(format!("SQL text id {sql_id} is already in use on this stream"));
+        }
+        if self.texts.len() >= MAX_STORED_SQL {
+            return refuse(format!("a stream stores at most {MAX_STORED_SQL} SQL texts; close some"));
+        }
+        if self.budget.fetch_add(sql.len(), Ordering::Relaxed) + sql.len() > MAX_STORED_SQL_BYTES {
+            self.budget.fetch_sub(sql.len(), Ordering::Relaxed);
+            return refuse(format!("the server holds {MAX_STORED_SQL_BYTES} bytes of stored SQL at most; close some, or send SQL inline"));
+        }
+        self.bytes += sql.len();
+        self.texts.insert(sql_id, sql);
+        Ok(())
+    }
+
+    fn close(&mut self, sql_id: i32) {
+        if let Some(sql) = self.texts.remove(&sql_id) {
+            self.bytes -= sql.len();
+            self.budget.fetch_sub(sql.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self, sql_id: i32) -> Option<&String> {
+        self.texts.get(&sql_id)
+    }
+}
+
+impl Drop for StoredSql {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
 
 /// What the requests of one pipeline may still add to its response.
 #[derive(Debug)]
@@ -80,9 +131,9 @@ pub(crate) async fn answer(
                 answered.closed = true;
                 Ok(StreamResponse::Close)
             }
-            (StreamRequest::StoreSql { sql_id, sql }, _) => store_sql(stored, sql_id, sql).map(|()| StreamResponse::StoreSql),
+            (StreamRequest::StoreSql { sql_id, sql }, _) => stored.store(sql_id, sql).map(|()| StreamResponse::StoreSql),
             (StreamRequest::CloseSql { sql_id }, _) => {
-                stored.0.remove(&sql_id);
+                stored.close(sql_id);
                 Ok(StreamResponse::CloseSql)
             }
             (_, None) => Err(unavailable.clone()),
@@ -112,24 +163,12 @@ pub(crate) async fn answer(
     answered
 }
 
-fn store_sql(stored: &mut StoredSql, sql_id: i32, sql: String) -> Result<(), HranaError> {
-    if stored.0.contains_key(&sql_id) {
-        return Err(HranaError::new("SQL_STORE_ERROR", format!("SQL text id {sql_id} is already in use on this stream")));
-    }
-    if stored.0.len() >= MAX_STORED_SQL {
-        return Err(HranaError::new("SQL_STORE_ERROR", format!("a stream stores at most {MAX_STORED_SQL} SQL texts; close some")));
-    }
-    stored.0.insert(sql_id, sql);
-    Ok(())
-}
-
 /// The text a request names: inline or stored, exactly one of the two.
 fn sql_text(sql: Option<&str>, sql_id: Option<i32>, stored: &StoredSql) -> Result<String, HranaError> {
     match (sql, sql_id) {
         (Some(sql), None) => Ok(sql.to_owned()),
         (None, Some(id)) => stored
-            .0
-            .get(&id)
+            .get(id)
             .cloned()
             .ok_or_else(|| HranaError::new("SQL_NOT_FOUND", format!("no SQL text with id {id} is stored on this stream"))),
         (Some(_), Some(_)) => Err(HranaError::new("SQL_INPUT_ERROR", "a statement gives both sql and sql_id; give one")),
@@ -303,6 +342,20 @@ pub(crate) fn hrana_error(e: &Error) -> HranaError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_sql_counts_against_one_budget_for_all_streams() {
+        let budget = Arc::new(AtomicUsize::new(MAX_STORED_SQL_BYTES - 10));
+        let mut a = StoredSql::new(&budget);
+        let mut b = StoredSql::new(&budget);
+        assert!(a.store(1, "SELECT 1".into()).is_ok());
+        assert_eq!(b.store(1, "SELECT 2".into()).map_err(|e| e.code), Err(Some("SQL_STORE_ERROR".into())), "over the budget");
+        assert!(a.store(1, "x".into()).is_err(), "an id in use");
+        a.close(1);
+        assert!(b.store(1, "SELECT 2".into()).is_ok(), "closing gave the bytes back");
+        drop(b);
+        assert_eq!(budget.load(Ordering::Relaxed), MAX_STORED_SQL_BYTES - 10, "a dropped stream gives its bytes back");
+    }
 
     #[test]
     fn libsql_read_transactions_are_recognized() {

@@ -236,9 +236,16 @@ async fn route(State(server): State<Arc<Server>>, request: Request) -> Response 
     };
     let actor = percent_encoding::percent_decode_str(segments[0]).decode_utf8_lossy().into_owned();
     let started = Instant::now();
-    let response = match serve_hrana(&server, endpoint, &actor, request).await {
-        Ok(response) => response,
-        Err((status, error)) => error_response(status, error),
+    // A task of its own, so that a client hanging up cannot cut a request
+    // off between taking its stream out and parking it again.
+    let task = tokio::spawn({
+        let server = server.clone();
+        async move { serve_hrana(&server, endpoint, &actor, request).await }
+    });
+    let response = match task.await {
+        Ok(Ok(response)) => response,
+        Ok(Err((status, error))) => error_response(status, error),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, HranaError::new("INTERNAL", format!("the request failed: {e}"))),
     };
     let status = response.status().as_u16().to_string();
     metrics::counter!("wasqlite_serve_requests_total", "endpoint" => endpoint.label(), "status" => status).increment(1);
@@ -331,7 +338,7 @@ impl Server {
         }
         let answered = self.answer(&mut stream, requests).await;
         if answered.closed {
-            finish(self.streams.ended(stream)).await;
+            finish(stream).await;
             return (answered, None);
         }
         (answered, Some(self.streams.park(stream)))

@@ -14,8 +14,8 @@
 //! or guessed baton finds nothing.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -38,19 +38,55 @@ pub(crate) struct Stream {
     /// The connection's `last_insert_rowid` as this stream last left it.
     pub(crate) last_insert_rowid: i64,
     last_used: Instant,
+    /// Counts the stream as running while a request has it out of
+    /// `parked`, however its request ends.
+    running: Option<Running>,
+}
+
+/// One stream out of `parked`: counted from its start or resumption until
+/// it is parked again or dropped.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn new(count: &Arc<AtomicUsize>) -> Running {
+        count.fetch_add(1, Ordering::Relaxed);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Stream {
+    /// A stream dropped other than through `finish` (a panic, shutdown)
+    /// still must not hand its changed connection on.
+    fn drop(&mut self) {
+        if let (Some(session), true) = (self.session.take(), self.changed_connection)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = session.sleep().await;
+            });
+        }
+    }
 }
 
 pub(crate) struct Streams {
     parked: Mutex<HashMap<String, Stream>>,
     /// Streams out of `parked` while a request runs on them.
-    running: AtomicU64,
+    running: Arc<AtomicUsize>,
+    /// Bytes of SQL text every stream has stored, against one budget.
+    stored_bytes: Arc<AtomicUsize>,
     timeout: Duration,
     max: usize,
 }
 
 impl Streams {
     pub(crate) fn new(timeout: Duration, max: usize) -> Streams {
-        Streams { parked: Mutex::default(), running: AtomicU64::new(0), timeout, max }
+        Streams { parked: Mutex::default(), running: Arc::default(), stored_bytes: Arc::default(), timeout, max }
     }
 
     fn parked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stream>> {
@@ -59,22 +95,22 @@ impl Streams {
 
     /// A new stream on `actor` for a request without a baton.
     pub(crate) fn start(&self, actor: ActorId, credential: Credential) -> Result<Stream, HranaError> {
-        let open = self.parked().len() + self.running.load(Ordering::Relaxed) as usize;
+        let open = self.open();
         if open >= self.max {
             return Err(HranaError::new(
                 "SERVER_OVERLOADED",
                 format!("{open} streams are open, the most this server keeps (--max-streams); close streams or retry later"),
             ));
         }
-        self.running.fetch_add(1, Ordering::Relaxed);
         Ok(Stream {
             actor,
             credential,
-            stored: StoredSql::default(),
+            stored: StoredSql::new(&self.stored_bytes),
             session: None,
             changed_connection: false,
             last_insert_rowid: 0,
             last_used: Instant::now(),
+            running: Some(Running::new(&self.running)),
         })
     }
 
@@ -94,7 +130,8 @@ impl Streams {
                 format!("the baton names no open stream of this actor and token: it expired (after {:?} unused), was used already, or belongs elsewhere", self.timeout),
             )
         })?;
-        self.running.fetch_add(1, Ordering::Relaxed);
+        let mut stream = stream;
+        stream.running = Some(Running::new(&self.running));
         Ok(stream)
     }
 
@@ -102,15 +139,9 @@ impl Streams {
     pub(crate) fn park(&self, mut stream: Stream) -> String {
         let baton = new_baton();
         stream.last_used = Instant::now();
+        stream.running = None;
         self.parked().insert(baton.clone(), stream);
-        self.running.fetch_sub(1, Ordering::Relaxed);
         baton
-    }
-
-    /// A stream that ended in a request (closed, or failed).
-    pub(crate) fn ended(&self, stream: Stream) -> Stream {
-        self.running.fetch_sub(1, Ordering::Relaxed);
-        stream
     }
 
     /// Takes out the streams unused past the timeout.
@@ -126,7 +157,7 @@ impl Streams {
     }
 
     pub(crate) fn open(&self) -> usize {
-        self.parked().len() + self.running.load(Ordering::Relaxed) as usize
+        self.parked().len() + self.running.load(Ordering::Relaxed)
     }
 }
 
@@ -196,7 +227,7 @@ mod tests {
         let _second = streams.park(streams.start(a.clone(), Credential::Anonymous).expect("room"));
         let refused = streams.start(a.clone(), Credential::Anonymous).err().expect("full");
         assert_eq!(refused.code.as_deref(), Some("SERVER_OVERLOADED"));
-        drop(streams.ended(first));
+        drop(first);
         assert!(streams.start(a, Credential::Anonymous).is_ok());
         Ok(())
     }
