@@ -170,6 +170,8 @@ fn run_client(server: &Server, clients: &Path, program: &str, name: &str, env: &
         .env("WASQLITE_TEST_CLIENTS", clients)
         .env("NODE_PATH", clients.join("node_modules"))
         .env("PYTHONPATH", clients.join("python"))
+        // No __pycache__ in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("WASQLITE_GLOBAL_TOKEN", GLOBAL_TOKEN)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
