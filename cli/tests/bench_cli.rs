@@ -275,3 +275,26 @@ fn manager_reports_every_figure_and_stays_inside_the_budget() {
     assert!(num(&v, "budget_sleeps") > 0.0, "300 actors through 20 awake: the budget must have slept some");
     assert!(num(&v, "guest_reported_rows_written") > 0.0);
 }
+
+/// `bench serve` starts the real server, sets up every actor, sends every
+/// request and stops the server cleanly (all of which it checks itself);
+/// its figures must agree with each other. 20 actors through 10 awake: the
+/// timed phase must wake some again.
+#[test]
+fn serve_reports_every_figure() {
+    let v = json(&[
+        "bench", "serve", "--actors", "20", "--requests", "400", "--connections", "4", "--max-awake", "10", "--write-percent", "20", "--json",
+    ]);
+    assert_eq!(num(&v, "requests"), 400.0, "{v:#}");
+    assert_eq!(num(&v, "failures"), 0.0);
+    assert!(num(&v, "requests_per_second") > 0.0);
+    assert!(num(&v, "seconds") > 0.0);
+    let (p50, p90, p99, p999, max) =
+        (num(&v, "latency_us.p50"), num(&v, "latency_us.p90"), num(&v, "latency_us.p99"), num(&v, "latency_us.p999"), num(&v, "latency_us.max"));
+    assert!(0.0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max, "{v:#}");
+    assert!(num(&v, "setup_wakes") >= 20.0, "every actor was woken to create its table: {v:#}");
+    assert!(num(&v, "wakes") > 0.0 && num(&v, "budget_sleeps") > 0.0, "20 actors through 10 awake: {v:#}");
+    assert!(num(&v, "awake_actors") <= 10.0);
+    assert!(num(&v, "server_mean_us") > 0.0);
+    assert_eq!((num(&v, "actors"), num(&v, "connections"), num(&v, "write_percent")), (20.0, 4.0, 20.0));
+}

@@ -10,6 +10,7 @@
 //! | `bench parallel` | parallel.rs | throughput of many actors on 1 worker thread against 2 |
 //! | `bench remote` | remote.rs | wakes, writes and a cold scan over a KV with a round-trip time |
 //! | `bench manager` | manager.rs | calls over many actors through the actor manager, inside a budget |
+//! | `bench serve` | serve.rs | requests/s and latency of `wasqlite serve` over HTTP, against the real server process |
 //!
 //! measure.rs holds what they share (RSS, histograms, medians, progress
 //! bars) and plot.rs draws the churn plot. BENCHMARKS.md has the method and
@@ -25,6 +26,7 @@ mod mixed;
 mod parallel;
 mod remote;
 mod plot;
+mod serve;
 mod sql;
 mod sql_db;
 
@@ -59,6 +61,9 @@ pub(crate) enum BenchCommand {
     /// Calls over many actors through the actor manager, with a budget of
     /// awake actors: throughput, latency, peak awake, peak RSS.
     Manager(manager::ManagerArgs),
+    /// Requests over HTTP to a `wasqlite serve` child process, as the libSQL
+    /// clients send them, over many actors: requests/s, latency, wakes.
+    Serve(serve::ServeArgs),
     /// The child process of `bench engine`'s cold-start measurement.
     #[command(hide = true)]
     ColdStart(engine::ColdStartArgs),
@@ -74,6 +79,7 @@ pub(crate) async fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Parallel(args) => parallel::run(args).await,
         BenchCommand::Remote(args) => remote::run(args).await,
         BenchCommand::Manager(args) => manager::run(args).await,
+        BenchCommand::Serve(args) => serve::run(args).await,
         BenchCommand::ColdStart(args) => engine::cold_start_child(args).await,
     }
 }
