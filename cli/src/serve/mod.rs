@@ -375,8 +375,13 @@ impl Server {
             .with(async move |actor: &mut Actor| {
                 let mut stored = stored;
                 // The connection is shared between streams: this one must
-                // see its own last insert, not another stream's.
-                let answered = match actor.set_last_insert_rowid(rowid).await {
+                // see its own last insert, not another stream's. The host
+                // keeps the connection's, so only a change costs a call.
+                let seen = match actor.last_insert_rowid().await {
+                    Ok(current) if current == rowid => Ok(()),
+                    _ => actor.set_last_insert_rowid(rowid).await,
+                };
+                let answered = match seen {
                     Ok(()) => answer(Some(&mut *actor), &unavailable, requests, &mut stored, &mut budget).await,
                     Err(e) => answer(None, &hrana_error(&e), requests, &mut stored, &mut budget).await,
                 };
