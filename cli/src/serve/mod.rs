@@ -357,7 +357,7 @@ impl Server {
                     unavailable = HranaError::new(
                         "SQLITE_BUSY",
                         format!(
-                            "actor {} is busy: another stream has held it (an open transaction) for the whole busy timeout of {:?}",
+                            "actor {} stayed busy for the whole busy timeout of {:?}: another stream holds it (an open transaction), or every awake slot (--max-awake) is held",
                             stream.actor, self.busy_timeout
                         ),
                     );
