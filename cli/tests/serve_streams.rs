@@ -295,3 +295,24 @@ fn sigterm_rolls_back_open_transactions_and_keeps_commits() {
     let out = pipeline(&again.addr, A, TOKEN_A, None, json!([execute("SELECT group_concat(x) FROM t", json!([])), {"type": "close"}]));
     assert_eq!(scalar(ok_result(&out, 0)), "1");
 }
+
+#[test]
+fn a_libsql_read_transaction_refuses_writes_until_it_ends() {
+    let server = start(&[]);
+    let addr = server.addr.clone();
+    pipeline(&addr, A, TOKEN_A, None, json!([{"type": "sequence", "sql": "CREATE TABLE t(x)"}, {"type": "close"}]));
+    // What @libsql/client sends for transaction("read").
+    let read = pipeline(
+        &addr,
+        A,
+        TOKEN_A,
+        None,
+        json!([execute("BEGIN TRANSACTION READONLY", json!([])), execute("SELECT count(*) FROM t", json!([])), execute("INSERT INTO t VALUES (1)", json!([]))]),
+    );
+    assert_eq!(scalar(ok_result(&read, 1)), "0");
+    assert_eq!(error_code(&read, 2), "SQLITE_READONLY", "a write inside a read transaction");
+    let after = pipeline(&addr, A, TOKEN_A, Some(&baton(&read)), json!([execute("COMMIT", json!([])), execute("INSERT INTO t VALUES (2)", json!([])), {"type": "close"}]));
+    assert_eq!(after["results"][1]["type"], "ok", "the stream writes again once its read transaction ended: {after}");
+    let other = pipeline(&addr, A, TOKEN_A, None, json!([execute("INSERT INTO t VALUES (3)", json!([])), execute("SELECT group_concat(x) FROM t", json!([])), {"type": "close"}]));
+    assert_eq!(scalar(ok_result(&other, 1)), "2,3");
+}

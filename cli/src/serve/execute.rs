@@ -75,14 +75,31 @@ impl Drop for StoredSql {
     }
 }
 
-/// What the requests of one pipeline may still add to its response.
+/// What one pipeline's requests share: what they may still add to the
+/// response, and whether one began a read-only transaction.
 #[derive(Debug)]
-pub(crate) struct ResponseBudget {
+pub(crate) struct PipelineState {
     pub(crate) left: usize,
     pub(crate) cap: usize,
+    /// The stream's `BEGIN TRANSACTION READONLY` made the connection
+    /// `query_only` until the transaction ends.
+    pub(crate) read_only: bool,
 }
 
-impl ResponseBudget {
+impl PipelineState {
+    pub(crate) fn new(cap: usize, read_only: bool) -> PipelineState {
+        PipelineState { left: cap, cap, read_only }
+    }
+
+    /// Turns `query_only` off once the read-only transaction has ended.
+    pub(crate) async fn end_read_only_if_done(&mut self, actor: &mut Actor) -> Result<(), Error> {
+        if self.read_only && actor.is_autocommit().await? {
+            actor.execute("PRAGMA query_only = 0", ()).await?;
+            self.read_only = false;
+        }
+        Ok(())
+    }
+
     /// Refuses a statement once the response is full: it would run and its
     /// rows could not be sent.
     fn check(&self) -> Result<(), HranaError> {
@@ -116,7 +133,7 @@ pub(crate) async fn answer(
     unavailable: &HranaError,
     requests: Vec<StreamRequest>,
     stored: &mut StoredSql,
-    budget: &mut ResponseBudget,
+    budget: &mut PipelineState,
 ) -> Answered {
     let mut answered = Answered { results: Vec::with_capacity(requests.len()), closed: false };
     for request in requests {
@@ -196,14 +213,25 @@ fn params(stmt: &mut Stmt) -> Result<Params, HranaError> {
     }
 }
 
-async fn execute(actor: &mut Actor, mut stmt: Stmt, stored: &StoredSql, budget: &mut ResponseBudget) -> Result<StmtResult, HranaError> {
+async fn execute(actor: &mut Actor, mut stmt: Stmt, stored: &StoredSql, budget: &mut PipelineState) -> Result<StmtResult, HranaError> {
     budget.check()?;
     let sql = sql_text(stmt.sql.as_deref(), stmt.sql_id, stored)?;
-    let sql = if is_libsql_read_transaction(&sql) { "BEGIN DEFERRED".to_owned() } else { sql };
+    let read_only = is_libsql_read_transaction(&sql);
+    let sql = if read_only { "BEGIN DEFERRED".to_owned() } else { sql };
     let params = params(&mut stmt)?;
     let before = actor.usage();
     let started = Instant::now();
-    let result = actor.run(&sql, params, stmt.want_rows.unwrap_or(true)).await.map_err(|e| hrana_error(&e))?;
+    let result = actor.run(&sql, params, stmt.want_rows.unwrap_or(true)).await;
+    match (read_only, &result) {
+        // Writes are refused until the transaction ends; then query_only
+        // goes off again, or the stream's end sleeps the actor.
+        (true, Ok(_)) => {
+            budget.read_only = true;
+            actor.execute("PRAGMA query_only = 1", ()).await.map_err(|e| hrana_error(&e))?;
+        }
+        _ => budget.end_read_only_if_done(actor).await.map_err(|e| hrana_error(&e))?,
+    }
+    let result = result.map_err(|e| hrana_error(&e))?;
     let elapsed = started.elapsed();
     let used = actor.usage() - before;
     budget.spend(&result.rows);
@@ -220,8 +248,8 @@ async fn execute(actor: &mut Actor, mut stmt: Stmt, stored: &StoredSql, budget: 
 
 /// `BEGIN TRANSACTION READONLY`, libSQL's own syntax, which
 /// `@libsql/client` sends for `transaction("read")`. SQLite has no such
-/// statement; a deferred transaction is the nearest, and it does not refuse
-/// writes (README, "Serving").
+/// statement: it runs as a deferred transaction on a `query_only`
+/// connection.
 fn is_libsql_read_transaction(sql: &str) -> bool {
     let words: Vec<&str> = sql.trim().trim_end_matches(';').split_ascii_whitespace().collect();
     matches!(words.as_slice(), [b, t, r] if b.eq_ignore_ascii_case("begin") && t.eq_ignore_ascii_case("transaction") && r.eq_ignore_ascii_case("readonly"))
@@ -232,7 +260,7 @@ pub(crate) async fn batch_result(
     actor: &mut Actor,
     steps: Vec<super::hrana::BatchStep>,
     stored: &StoredSql,
-    budget: &mut ResponseBudget,
+    budget: &mut PipelineState,
 ) -> Result<BatchResult, HranaError> {
     for (i, step) in steps.iter().enumerate() {
         if let Some(cond) = &step.condition {

@@ -27,7 +27,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use wasqlite::{Actor, ActorId, Host, HostConfig, Limits, Manager, ManagerConfig};
 
 use auth::{Auth, Credential};
-use execute::{Answered, ResponseBudget, answer, hrana_error};
+use execute::{Answered, PipelineState, answer, hrana_error};
 use hrana::{CursorEntry, CursorRequest, CursorResponse, HranaError, PipelineRequest, PipelineResponse, StreamRequest, StreamResponse, StreamResult};
 use streams::{Stream, Streams, changes_connection, finish};
 
@@ -345,7 +345,7 @@ impl Server {
     }
 
     async fn answer(&self, stream: &mut Stream, requests: Vec<StreamRequest>) -> Answered {
-        let mut budget = ResponseBudget { left: self.max_response_bytes, cap: self.max_response_bytes };
+        let mut budget = PipelineState::new(self.max_response_bytes, stream.read_only);
         let mut unavailable = HranaError::new("INTERNAL", "the actor was not reached");
         if stream.session.is_none() && requests.iter().any(StreamRequest::needs_actor) {
             let waited = tokio::time::timeout(self.busy_timeout, self.manager.session(stream.actor.as_str(), self.session_timeout)).await;
@@ -385,16 +385,20 @@ impl Server {
                     Ok(()) => answer(Some(&mut *actor), &unavailable, requests, &mut stored, &mut budget).await,
                     Err(e) => answer(None, &hrana_error(&e), requests, &mut stored, &mut budget).await,
                 };
-                let state = match actor.is_autocommit().await {
-                    Ok(autocommit) => actor.last_insert_rowid().await.map(|rowid| (autocommit, rowid)),
-                    Err(e) => Err(e),
+                // A read-only transaction that ended other than by a
+                // statement (a failure rolled it back).
+                let ended = budget.end_read_only_if_done(actor).await;
+                let state = match (ended, actor.is_autocommit().await) {
+                    (Ok(()), Ok(autocommit)) => actor.last_insert_rowid().await.map(|rowid| (autocommit, rowid)),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
                 };
-                Ok::<_, wasqlite::Error>((answered, stored, state))
+                Ok::<_, wasqlite::Error>((answered, stored, state, budget.read_only))
             })
             .await;
         match ran {
-            Ok((answered, stored, state)) => {
+            Ok((answered, stored, state, read_only)) => {
                 stream.stored = stored;
+                stream.read_only = read_only;
                 match state {
                     Ok((autocommit, rowid)) => {
                         stream.last_insert_rowid = rowid;
@@ -402,14 +406,14 @@ impl Server {
                             stream.session = None;
                         }
                     }
-                    Err(_) => stream.session = None,
+                    Err(_) => stream.let_go().await,
                 }
                 answered
             }
             // The session ended before the requests ran (its actor was put
             // to sleep after a failure): none of them ran.
             Err(e) => {
-                stream.session = None;
+                stream.let_go().await;
                 let error = hrana_error(&e);
                 let results = (0..count).map(|_| StreamResult::Error { error: error.clone() }).collect();
                 Answered { results, closed: closes }

@@ -4,7 +4,7 @@
 //! own, so a stream holds its actor (a manager `Session`) only while it
 //! must: while its transaction is open, and from the first request whose
 //! SQL may change the connection itself (a PRAGMA, a TEMP object, an
-//! ATTACH) until it ends, when the actor is put to sleep so that the next
+//! ATTACH, a libSQL read-only transaction) until it ends, when the actor is put to sleep so that the next
 //! stream starts on a fresh connection. Between the other requests the
 //! actor serves other streams, and its `last_insert_rowid` is set back to
 //! the stream's own before each request, so no stream sees another's.
@@ -35,6 +35,8 @@ pub(crate) struct Stream {
     /// The stream ran SQL that may change the connection beyond the
     /// database: it keeps its actor to its end, and the actor sleeps then.
     pub(crate) changed_connection: bool,
+    /// The stream's read-only transaction has the connection `query_only`.
+    pub(crate) read_only: bool,
     /// The connection's `last_insert_rowid` as this stream last left it.
     pub(crate) last_insert_rowid: i64,
     last_used: Instant,
@@ -108,6 +110,7 @@ impl Streams {
             stored: StoredSql::new(&self.stored_bytes),
             session: None,
             changed_connection: false,
+            read_only: false,
             last_insert_rowid: 0,
             last_used: Instant::now(),
             running: Some(Running::new(&self.running)),
@@ -168,6 +171,19 @@ fn new_baton() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+impl Stream {
+    /// Gives the actor up after a failure, sleeping it if this stream
+    /// changed its connection, as `finish` would; the stream goes on.
+    pub(crate) async fn let_go(&mut self) {
+        if let Some(session) = self.session.take()
+            && self.changed_connection
+        {
+            let _ = session.sleep().await;
+        }
+        self.read_only = false;
+    }
+}
+
 /// Ends a stream: its actor, if it holds it, sleeps when the stream changed
 /// the connection, and is let go otherwise (an open transaction is rolled
 /// back before the actor's next call).
@@ -181,12 +197,13 @@ pub(crate) async fn finish(mut stream: Stream) {
 }
 
 /// Whether `sql` may change the connection rather than the database: it
-/// names PRAGMA, TEMP (TEMPORARY) or ATTACH as a word anywhere, even in a
+/// names PRAGMA, TEMP (TEMPORARY), ATTACH or READONLY (libSQL's read-only
+/// transaction, which sets `query_only`) as a word anywhere, even in a
 /// string or a comment. Erring that way costs a wake, the other way would
 /// let one stream's settings reach the next.
 pub(crate) fn changes_connection(sql: &str) -> bool {
     sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii()))
-        .any(|w| ["pragma", "temp", "temporary", "attach"].iter().any(|k| w.eq_ignore_ascii_case(k)))
+        .any(|w| ["pragma", "temp", "temporary", "attach", "readonly"].iter().any(|k| w.eq_ignore_ascii_case(k)))
 }
 
 #[cfg(test)]
@@ -196,7 +213,7 @@ mod tests {
     #[test]
     fn statements_that_change_the_connection_are_told_apart() {
         for sql in ["PRAGMA foreign_keys=ON", "create temp table t(x)", "CREATE TEMPORARY VIEW v AS SELECT 1", "attach ':memory:' as m",
-            "SELECT * FROM temp.t", "/* x */pragma\tuser_version"] {
+            "SELECT * FROM temp.t", "/* x */pragma\tuser_version", "BEGIN TRANSACTION READONLY"] {
             assert!(changes_connection(sql), "{sql}");
         }
         for sql in ["SELECT temperature FROM pragmatic", "INSERT INTO attachments VALUES (1)", "UPDATE t SET tempo = 1"] {
