@@ -230,7 +230,13 @@ await check("deferred and read transactions", async () => {
   // The client sends the libSQL form "BEGIN TRANSACTION READONLY".
   const r = await a.transaction("read");
   eq((await r.execute("SELECT count(*) AS n FROM t WHERE u = 'tx-commit'")).rows[0].n, 1n, "read in a read tx");
+  const refused = await rejects(() => r.execute("INSERT INTO t (u) VALUES ('in-a-read-tx')"), "a write in a read tx");
+  eq(refused.code, "SQLITE_READONLY", "the code of a write in a read tx");
   await r.commit();
+  eq((await a.execute("SELECT count(*) AS n FROM t WHERE u = 'in-a-read-tx'")).rows[0].n, 0n, "the refused write left nothing");
+  // Writes work again after it.
+  await a.execute("INSERT INTO t (u) VALUES ('after-a-read-tx')");
+  eq((await a.execute("SELECT count(*) AS n FROM t WHERE u = 'after-a-read-tx'")).rows[0].n, 1n, "a write after a read tx");
 });
 
 await check("executeMultiple (a sequence)", async () => {
