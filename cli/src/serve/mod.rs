@@ -47,10 +47,8 @@ pub(crate) struct ServeArgs {
     /// Serve without tokens: anyone who reaches the port reaches every actor.
     #[arg(long)]
     no_auth: bool,
-    /// Stop a statement that runs longer than this many seconds, rolling it
-    /// back (0: no limit).
-    #[arg(long, value_name = "SECONDS", default_value_t = wasqlite::DEFAULT_CALL_TIMEOUT.as_secs_f64())]
-    timeout: f64,
+    #[command(flatten)]
+    timeout: crate::cli::TimeoutArg,
     /// Put an actor to sleep after this many seconds without a request.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     idle_timeout: f64,
@@ -100,10 +98,7 @@ pub(crate) async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<st
         (None, true) => Auth::open(),
         _ => bail!("give --auth-file PATH, or --no-auth for a server anyone who reaches it may use"),
     };
-    let call_timeout = match seconds("timeout", args.timeout)? {
-        d if d.is_zero() => None,
-        d => Some(d),
-    };
+    let call_timeout = args.timeout.get()?;
     let stream_timeout = seconds("stream-timeout", args.stream_timeout)?;
     let limits = Limits { call_timeout, max_result_bytes: args.max_response_bytes.min(Limits::default().max_result_bytes), ..Default::default() };
     let lease = wasqlite::LeaseConfig { owner: Some(format!("wasqlite-serve-{}", std::process::id())), ..Default::default() };

@@ -172,28 +172,24 @@ fn new_baton() -> String {
 }
 
 impl Stream {
-    /// Gives the actor up after a failure, sleeping it if this stream
-    /// changed its connection, as `finish` would; the stream goes on.
+    /// Gives the actor up, if the stream holds it: it sleeps when the stream
+    /// changed its connection, and is let go otherwise (an open transaction
+    /// is rolled back before the actor's next call). The stream may go on,
+    /// and takes the actor again when it needs it.
     pub(crate) async fn let_go(&mut self) {
-        if let Some(session) = self.session.take()
-            && self.changed_connection
-        {
-            let _ = session.sleep().await;
-        }
         self.read_only = false;
+        let Some(session) = self.session.take() else { return };
+        if self.changed_connection
+            && let Err(e) = session.sleep().await
+        {
+            eprintln!("wasqlite serve: actor {}: closing the connection a stream changed failed: {e}", self.actor);
+        }
     }
 }
 
-/// Ends a stream: its actor, if it holds it, sleeps when the stream changed
-/// the connection, and is let go otherwise (an open transaction is rolled
-/// back before the actor's next call).
+/// Ends a stream, giving its actor up.
 pub(crate) async fn finish(mut stream: Stream) {
-    let Some(session) = stream.session.take() else { return };
-    if stream.changed_connection
-        && let Err(e) = session.sleep().await
-    {
-        eprintln!("wasqlite serve: actor {}: closing the connection of a finished stream failed: {e}", stream.actor);
-    }
+    stream.let_go().await;
 }
 
 /// Whether `sql` may change the connection rather than the database: it
