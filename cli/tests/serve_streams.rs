@@ -316,3 +316,63 @@ fn a_libsql_read_transaction_refuses_writes_until_it_ends() {
     let other = pipeline(&addr, A, TOKEN_A, None, json!([execute("INSERT INTO t VALUES (3)", json!([])), execute("SELECT group_concat(x) FROM t", json!([])), {"type": "close"}]));
     assert_eq!(scalar(ok_result(&other, 1)), "2,3");
 }
+
+#[test]
+fn hostile_requests_get_one_clear_error_and_the_server_carries_on() {
+    let server = start(&[]);
+    let addr = server.addr.clone();
+    let raw = |path: &str, body: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {GLOBAL_TOKEN}\r\nContent-Length: {}\r\n\r\n", body.len());
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status: u16 = out.split(' ').nth(1).unwrap().parse().unwrap();
+        let body: Value = serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        (status, body["code"].as_str().unwrap_or_default().to_owned(), body["message"].as_str().unwrap_or_default().to_owned())
+    };
+    let pipeline_path = format!("/{A}/v2/pipeline");
+    let (status, code, message) = raw(&pipeline_path, "not json");
+    assert_eq!((status, code.as_str()), (400, "PROTOCOL_ERROR"), "{message}");
+    assert!(message.contains("not a Hrana request"), "{message}");
+    let (status, code, _) = raw(&pipeline_path, r#"{"requests": [{"type": "drop_everything"}]}"#);
+    assert_eq!((status, code.as_str()), (400, "PROTOCOL_ERROR"));
+    // Conditions nested past any sane depth: refused by the parser, not a
+    // stack overflow.
+    let deep = format!(
+        r#"{{"requests": [{{"type": "batch", "batch": {{"steps": [{{"condition": {}{{"type": "is_autocommit"}}{}, "stmt": {{"sql": "SELECT 1"}}}}]}}}}]}}"#,
+        r#"{"type": "not", "cond": "#.repeat(5000),
+        "}".repeat(5000)
+    );
+    let (status, code, _) = raw(&pipeline_path, &deep);
+    assert_eq!((status, code.as_str()), (400, "PROTOCOL_ERROR"));
+    let (status, code, message) = raw("/bad%2Fid/v2/pipeline", r#"{"requests": []}"#);
+    assert_eq!((status, code.as_str()), (404, "ACTOR_INVALID"), "{message}");
+    let (status, code, _) = raw(&format!("/{}/v2/pipeline", "a".repeat(200)), r#"{"requests": []}"#);
+    assert_eq!((status, code.as_str()), (404, "ACTOR_INVALID"));
+    let (status, code, message) = raw("/v2/pipeline", r#"{"requests": []}"#);
+    assert_eq!((status, code.as_str()), (404, "ACTOR_MISSING"));
+    assert!(message.contains("trailing slash"), "{message}");
+
+    let out = pipeline(
+        &addr,
+        A,
+        TOKEN_A,
+        None,
+        json!([
+            execute("SELECT ?", json!([{"type": "integer", "value": "12x"}])),
+            execute("SELECT ?", json!([{"type": "blob", "base64": "%%%"}])),
+            {"type": "execute", "stmt": {"sql": "SELECT 1", "sql_id": 3}},
+            execute("SELECT 1; SELECT 2", json!([])),
+            execute("SELECT 42", json!([])),
+            {"type": "close"}
+        ]),
+    );
+    assert_eq!(error_code(&out, 0), "ARGS_INVALID");
+    assert_eq!(error_code(&out, 1), "ARGS_INVALID");
+    assert_eq!(error_code(&out, 2), "SQL_INPUT_ERROR");
+    assert_eq!(error_code(&out, 3), "SQL_MANY_STATEMENTS");
+    assert_eq!(scalar(ok_result(&out, 4)), "42", "the pipeline went on after the bad requests");
+}
